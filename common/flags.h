@@ -1,0 +1,22 @@
+// Helpers every binary's flag parsing shares (CLI11).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+
+namespace xfer::common {
+
+// Adds --config FILE: a TOML/INI file whose keys are the long flag names
+// (`batch-size = 32`). Flags on the command line override the file.
+void add_config_flag(CLI::App& app);
+
+// Adds --log-level LEVEL (validated) bound to `level`.
+void add_log_level_flag(CLI::App& app, std::string& level);
+
+// Parses argv. Returns the exit code when the program must stop now: after
+// --help (0) or a bad flag (non-zero, CLI11's message on stderr). Returns
+// std::nullopt when the flags parsed and the program goes on.
+std::optional<int> parse_flags(CLI::App& app, int argc, char** argv);
+
+}  // namespace xfer::common
