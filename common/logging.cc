@@ -63,6 +63,7 @@ void init_logging(const LogOptions& options) {
                                 "' (expected one of: " + log_level_names() + ")");
   }
   g_component = options.component;
+  spdlog::drop("xfer");  // a second init (tests, tools) replaces the first
   auto logger = spdlog::stderr_color_mt("xfer");
   spdlog::set_default_logger(logger);
   spdlog::set_level(level);

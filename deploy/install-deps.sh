@@ -29,6 +29,7 @@ readonly PACKAGES=(
   libcli11-dev             # flags and config files
   nlohmann-json3-dev       # JSON manifests and reports
   libssl-dev               # SHA-256, TLS
+  openssl                  # test certificates for the TLS tests
   libstb-dev               # image decoding for predict
   python3-torch            # numerical reference in tests, PyTorch DDP peer in benchmarks
   python3-torchvision
