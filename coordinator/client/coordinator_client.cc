@@ -1,0 +1,216 @@
+#include "coordinator/client/coordinator_client.h"
+
+#include <random>
+#include <thread>
+
+#include "coordinator/client/connection.h"
+
+namespace xfer::coordinator::client {
+
+namespace {
+
+// One unary call with the retry rule of retry.h. `attempt` makes one call on
+// a prepared context and fills `response`.
+template <typename Response, typename Attempt>
+Response call_unary(detail::Connection& connection, const char* method, Idempotency idempotency,
+                    Attempt&& attempt) {
+  RetryState retry = connection.new_retry_state();
+  for (;;) {
+    grpc::ClientContext context;
+    connection.prepare(context, connection.options().call_deadline);
+    Response response;
+    const grpc::Status status = attempt(&context, &response);
+    if (status.ok()) return response;
+    const auto delay = retry.on_failure(status.error_code(), idempotency);
+    if (!delay) {
+      throw RpcError(status.error_code(), method, connection.address(), status.error_message(),
+                     retry.failed_attempts());
+    }
+    connection.log_retry(method, status, *delay, retry.failed_attempts());
+    std::this_thread::sleep_for(*delay);
+  }
+}
+
+constexpr auto kIdempotent = Idempotency::kIdempotent;
+constexpr auto kNotIdempotent = Idempotency::kNotIdempotent;
+
+}  // namespace
+
+CoordinatorClient::CoordinatorClient(ClientOptions options)
+    : CoordinatorClient(std::move(options), nullptr) {}
+
+CoordinatorClient::CoordinatorClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+    : connection_(std::make_shared<detail::Connection>(std::move(options), std::move(channel))) {}
+
+CoordinatorClient::~CoordinatorClient() = default;
+
+const ClientOptions& CoordinatorClient::options() const { return connection_->options(); }
+
+// ---------------------------------------------------------------- data
+
+v1::DatasetInfo CoordinatorClient::get_dataset_info(const std::string& dataset) {
+  v1::GetDatasetInfoRequest request;
+  request.set_dataset(dataset);
+  return call_unary<v1::DatasetInfo>(*connection_, "GetDatasetInfo", kIdempotent,
+                                     [&](grpc::ClientContext* context, v1::DatasetInfo* response) {
+                                       return connection_->data().GetDatasetInfo(context, request,
+                                                                                 response);
+                                     });
+}
+
+v1::ResolvedSplit CoordinatorClient::resolve_split(const std::string& dataset,
+                                                   const std::string& spec) {
+  v1::ResolveSplitRequest request;
+  request.set_dataset(dataset);
+  request.set_spec(spec);
+  return call_unary<v1::ResolvedSplit>(
+      *connection_, "ResolveSplit", kIdempotent,
+      [&](grpc::ClientContext* context, v1::ResolvedSplit* response) {
+        return connection_->data().ResolveSplit(context, request, response);
+      });
+}
+
+std::unique_ptr<ShardReader> CoordinatorClient::stream_shard(
+    const v1::StreamShardRequest& request) {
+  return std::make_unique<ShardReader>(connection_, request);
+}
+
+// ---------------------------------------------------------------- runs
+
+v1::Run CoordinatorClient::start_run(const v1::StartRunRequest& request) {
+  return call_unary<v1::Run>(*connection_, "StartRun", kNotIdempotent,
+                             [&](grpc::ClientContext* context, v1::Run* response) {
+                               return connection_->runs().StartRun(context, request, response);
+                             });
+}
+
+v1::Run CoordinatorClient::get_run(const std::string& name) {
+  v1::GetRunRequest request;
+  request.set_name(name);
+  return call_unary<v1::Run>(*connection_, "GetRun", kIdempotent,
+                             [&](grpc::ClientContext* context, v1::Run* response) {
+                               return connection_->runs().GetRun(context, request, response);
+                             });
+}
+
+v1::ListRunsResponse CoordinatorClient::list_runs() {
+  const v1::ListRunsRequest request;
+  return call_unary<v1::ListRunsResponse>(
+      *connection_, "ListRuns", kIdempotent,
+      [&](grpc::ClientContext* context, v1::ListRunsResponse* response) {
+        return connection_->runs().ListRuns(context, request, response);
+      });
+}
+
+v1::Run CoordinatorClient::end_run(const std::string& name, v1::RunState state,
+                                   const std::string& message) {
+  v1::EndRunRequest request;
+  request.set_name(name);
+  request.set_state(state);
+  request.set_message(message);
+  return call_unary<v1::Run>(*connection_, "EndRun", kIdempotent,
+                             [&](grpc::ClientContext* context, v1::Run* response) {
+                               return connection_->runs().EndRun(context, request, response);
+                             });
+}
+
+v1::StatusResponse CoordinatorClient::get_status(const std::string& run) {
+  v1::GetStatusRequest request;
+  request.set_run(run);
+  return call_unary<v1::StatusResponse>(
+      *connection_, "GetStatus", kIdempotent,
+      [&](grpc::ClientContext* context, v1::StatusResponse* response) {
+        return connection_->runs().GetStatus(context, request, response);
+      });
+}
+
+// ---------------------------------------------------------------- metrics
+
+v1::ReportAck CoordinatorClient::report(const v1::MetricsReport& report) {
+  return call_unary<v1::ReportAck>(*connection_, "Report", kIdempotent,
+                                   [&](grpc::ClientContext* context, v1::ReportAck* response) {
+                                     return connection_->metrics().Report(context, report,
+                                                                          response);
+                                   });
+}
+
+std::unique_ptr<WatchReader> CoordinatorClient::watch(const std::string& run,
+                                                      std::int64_t from_sequence) {
+  return std::make_unique<WatchReader>(connection_, run, from_sequence);
+}
+
+v1::HistoryResponse CoordinatorClient::history(const std::string& run) {
+  v1::HistoryRequest request;
+  request.set_run(run);
+  return call_unary<v1::HistoryResponse>(
+      *connection_, "History", kIdempotent,
+      [&](grpc::ClientContext* context, v1::HistoryResponse* response) {
+        return connection_->metrics().History(context, request, response);
+      });
+}
+
+v1::RanksResponse CoordinatorClient::ranks(const std::string& run) {
+  v1::RanksRequest request;
+  request.set_run(run);
+  return call_unary<v1::RanksResponse>(
+      *connection_, "Ranks", kIdempotent,
+      [&](grpc::ClientContext* context, v1::RanksResponse* response) {
+        return connection_->metrics().Ranks(context, request, response);
+      });
+}
+
+// ---------------------------------------------------------------- checkpoints
+// (Put and Get are in checkpoint_transfer.cc.)
+
+v1::ListCheckpointsResponse CoordinatorClient::list_checkpoints(const std::string& run) {
+  v1::ListCheckpointsRequest request;
+  request.set_run(run);
+  return call_unary<v1::ListCheckpointsResponse>(
+      *connection_, "List", kIdempotent,
+      [&](grpc::ClientContext* context, v1::ListCheckpointsResponse* response) {
+        return connection_->checkpoints().List(context, request, response);
+      });
+}
+
+v1::CheckpointInfo CoordinatorClient::best_checkpoint(const std::string& run) {
+  v1::RunCheckpointRequest request;
+  request.set_run(run);
+  return call_unary<v1::CheckpointInfo>(
+      *connection_, "Best", kIdempotent,
+      [&](grpc::ClientContext* context, v1::CheckpointInfo* response) {
+        return connection_->checkpoints().Best(context, request, response);
+      });
+}
+
+v1::CheckpointInfo CoordinatorClient::latest_checkpoint(const std::string& run) {
+  v1::RunCheckpointRequest request;
+  request.set_run(run);
+  return call_unary<v1::CheckpointInfo>(
+      *connection_, "Latest", kIdempotent,
+      [&](grpc::ClientContext* context, v1::CheckpointInfo* response) {
+        return connection_->checkpoints().Latest(context, request, response);
+      });
+}
+
+void CoordinatorClient::delete_checkpoint(const std::string& id) {
+  v1::DeleteCheckpointRequest request;
+  request.set_id(id);
+  call_unary<v1::DeleteCheckpointResponse>(
+      *connection_, "Delete", kNotIdempotent,
+      [&](grpc::ClientContext* context, v1::DeleteCheckpointResponse* response) {
+        return connection_->checkpoints().Delete(context, request, response);
+      });
+}
+
+std::string new_upload_id() {
+  std::random_device device;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 4; ++i) {
+    std::uint32_t word = device();
+    for (int j = 0; j < 8; ++j, word >>= 4) id.push_back(kHex[word & 0xf]);
+  }
+  return id;
+}
+
+}  // namespace xfer::coordinator::client

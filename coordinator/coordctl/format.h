@@ -1,0 +1,65 @@
+// What coordctl prints for people (aligned tables, key: value blocks, one
+// line per watch event) and for spreadsheets (CSV). Pure functions of the
+// response messages, so they are tested without a server; anything that
+// depends on the clock takes `now_unix_ms`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coordinator/coordctl/stragglers.h"
+#include "xfer/v1/coordinator.pb.h"
+
+namespace xfer::coordinator::coordctl {
+
+// ---- single values
+// "running", "completed", "failed", "unspecified".
+std::string run_state_name(v1::RunState state);
+// "train", "validation", "test", "unspecified".
+std::string split_name(v1::SplitKind split);
+// "minimize", "maximize", "unspecified".
+std::string direction_name(v1::MetricDirection direction);
+// Fixed decimals; "-" for NaN or infinity.
+std::string format_fixed(double value, int decimals);
+// A fraction as a percentage with two decimals ("45.67%"); "-" for NaN.
+std::string format_percent(double fraction);
+// "512 B", "1.5 KiB", "12.3 MiB", "1.02 GiB".
+std::string format_bytes(std::int64_t bytes);
+// UTC, "2026-11-28 15:30:01Z"; "-" for 0 (not set).
+std::string format_time_utc(std::int64_t unix_ms);
+// "45s", "3m07s", "2h03m"; "-" for negative.
+std::string format_duration(std::int64_t ms);
+
+// ---- runs and status
+// Columns: run, state, dataset, world, attempt, started, duration, message.
+// A running run's duration counts to `now_unix_ms`.
+std::string runs_table(const std::vector<v1::Run>& runs, std::int64_t now_unix_ms);
+// Every field of one run, its config and its state changes.
+std::string run_details(const v1::Run& run, std::int64_t now_unix_ms);
+// Version, datasets, recent errors and the runs table (or, when the
+// response holds the one run asked for, its details).
+std::string status_text(const v1::StatusResponse& status, bool one_run, std::int64_t now_unix_ms);
+
+// ---- metrics
+// Columns: phase, epoch, split, loss, top1, top3, samples, img/s.
+std::string history_table(const v1::HistoryResponse& history);
+// Header: phase,epoch,split,loss,top1,top3,samples,learning_rate,images_per_second
+// Full precision; empty fields for NaN. Fields are never quoted: phases are
+// [a-z0-9_-] and splits fixed names.
+std::string history_csv(const v1::HistoryResponse& history);
+
+// Columns: rank, phase, epoch, step, img/s, vs median, data wait ms, comm ms,
+// updated; stragglers get "<- straggler" in a last column.
+std::string ranks_table(const RanksView& view, double threshold, std::int64_t now_unix_ms);
+
+// One line per event: an aggregated epoch, or the run's new state.
+std::string event_line(const v1::MetricsEvent& event);
+
+// ---- checkpoints
+// Columns: id, phase, epoch, step, metric, value, size, created, sha256 (first 12 hex).
+std::string checkpoints_table(const std::vector<v1::CheckpointInfo>& checkpoints);
+// Every field of one checkpoint.
+std::string checkpoint_details(const v1::CheckpointInfo& checkpoint);
+
+}  // namespace xfer::coordinator::coordctl

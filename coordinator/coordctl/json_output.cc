@@ -1,0 +1,129 @@
+#include "coordinator/coordctl/json_output.h"
+
+#include <cmath>
+
+#include "coordinator/coordctl/format.h"
+
+namespace xfer::coordinator::coordctl {
+
+namespace {
+
+using nlohmann::json;
+
+// nlohmann writes NaN as null already; being explicit keeps that a decision
+// of ours, not a library default.
+json number(double value) { return std::isfinite(value) ? json(value) : json(nullptr); }
+
+}  // namespace
+
+json run_json(const v1::Run& run) {
+  json config = nullptr;
+  if (!run.config_json().empty()) {
+    // The trainer's options as an object when they parse, else the raw text.
+    config = json::parse(run.config_json(), nullptr, /*allow_exceptions=*/false);
+    if (config.is_discarded()) config = run.config_json();
+  }
+  return {{"name", run.name()},
+          {"state", run_state_name(run.state())},
+          {"dataset", run.dataset()},
+          {"world_size", run.world_size()},
+          {"attempt", run.attempt()},
+          {"started_unix_ms", run.started_unix_ms()},
+          {"ended_unix_ms", run.ended_unix_ms()},
+          {"message", run.message()},
+          {"config", config},
+          {"events", json(std::vector<std::string>(run.events().begin(), run.events().end()))}};
+}
+
+json status_json(const v1::StatusResponse& status) {
+  json runs = json::array();
+  for (const auto& run : status.runs()) runs.push_back(run_json(run));
+  return {
+      {"version", status.version()},
+      {"datasets", std::vector<std::string>(status.datasets().begin(), status.datasets().end())},
+      {"errors", std::vector<std::string>(status.errors().begin(), status.errors().end())},
+      {"runs", runs}};
+}
+
+json runs_json(const v1::ListRunsResponse& response) {
+  json runs = json::array();
+  for (const auto& run : response.runs()) runs.push_back(run_json(run));
+  return {{"runs", runs}};
+}
+
+json epoch_json(const v1::EpochMetrics& epoch) {
+  return {{"phase", epoch.phase()},
+          {"epoch", epoch.epoch()},
+          {"split", split_name(epoch.split())},
+          {"loss", number(epoch.loss())},
+          {"top1", number(epoch.top1())},
+          {"top3", number(epoch.top3())},
+          {"samples", epoch.samples()},
+          {"learning_rate", number(epoch.learning_rate())},
+          {"images_per_second", number(epoch.images_per_second())}};
+}
+
+json history_json(const std::string& run, const v1::HistoryResponse& history) {
+  json epochs = json::array();
+  for (const auto& epoch : history.epochs()) epochs.push_back(epoch_json(epoch));
+  return {{"run", run}, {"epochs", epochs}};
+}
+
+json ranks_json(const std::string& run, const RanksView& view, double threshold) {
+  json ranks = json::array();
+  for (const auto& row : view.ranks) {
+    const auto& rank = row.status;
+    ranks.push_back({{"rank", rank.rank()},
+                     {"phase", rank.phase()},
+                     {"epoch", rank.epoch()},
+                     {"step", rank.step()},
+                     {"images_per_second", number(rank.images_per_second())},
+                     {"data_wait_ms", number(rank.data_wait_ms())},
+                     {"comm_ms", number(rank.comm_ms())},
+                     {"updated_unix_ms", rank.updated_unix_ms()},
+                     {"fraction_of_median", number(row.fraction_of_median)},
+                     {"straggler", row.straggler}});
+  }
+  return {{"run", run},
+          {"median_images_per_second", number(view.median_images_per_second)},
+          {"straggler_threshold", threshold},
+          {"ranks", ranks}};
+}
+
+json event_json(const v1::MetricsEvent& event) {
+  if (event.has_run()) {
+    return {{"sequence", event.sequence()}, {"type", "run"}, {"run", run_json(event.run())}};
+  }
+  return {{"sequence", event.sequence()}, {"type", "epoch"}, {"epoch", epoch_json(event.epoch())}};
+}
+
+json checkpoint_json(const v1::CheckpointInfo& c) {
+  const auto& meta = c.meta();
+  return {{"id", c.id()},
+          {"run", meta.run()},
+          {"phase", meta.phase()},
+          {"epoch", meta.epoch()},
+          {"step", meta.step()},
+          {"metric_name", meta.metric_name()},
+          {"metric_value", number(meta.metric_value())},
+          {"direction", direction_name(meta.direction())},
+          {"size_bytes", c.size_bytes()},
+          {"created_unix_ms", c.created_unix_ms()},
+          {"sha256", c.sha256()}};
+}
+
+json checkpoints_json(const std::string& run, const v1::ListCheckpointsResponse& response) {
+  json checkpoints = json::array();
+  for (const auto& c : response.checkpoints()) checkpoints.push_back(checkpoint_json(c));
+  return {{"run", run}, {"checkpoints", checkpoints}};
+}
+
+json download_json(const std::string& id, const client::DownloadResult& result) {
+  return {{"id", id},
+          {"path", result.path.string()},
+          {"size_bytes", result.size_bytes},
+          {"sha256", result.sha256},
+          {"verified", result.verified}};
+}
+
+}  // namespace xfer::coordinator::coordctl

@@ -1,0 +1,170 @@
+#include "coordinator/server/run_registry.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "coordinator/dataset/cifar_format.h"
+
+namespace xfer::coordinator::server {
+namespace {
+
+constexpr int kMaxWorldSize = 65536;
+constexpr std::size_t kMaxConfigBytes = 1 << 20;
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+RunError invalid(std::string message) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
+}
+
+}  // namespace
+
+std::optional<std::string> invalid_run_name(const std::string& name) {
+  static const std::regex kForm(R"(^[A-Za-z0-9._-]{1,128}$)");
+  if (std::regex_match(name, kForm)) return std::nullopt;
+  return "run name '" + name + "' is invalid (expected 1-128 characters from [A-Za-z0-9._-])";
+}
+
+RunRegistry::RunRegistry(std::filesystem::path state_dir) : file_(state_dir / "runs.json") {
+  std::error_code ec;
+  if (!std::filesystem::exists(file_, ec)) return;
+  std::ifstream in(file_);
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::ListRunsResponse stored;
+  const auto status = google::protobuf::util::JsonStringToMessage(text.str(), &stored);
+  if (!status.ok()) {
+    throw std::runtime_error(file_.string() + ": cannot be parsed as the run registry (" +
+                             std::string(status.message()) + ")");
+  }
+  for (const auto& run : stored.runs()) runs_[run.name()] = run;
+  spdlog::info("run registry: {} runs from {}", runs_.size(), file_.string());
+}
+
+void RunRegistry::persist_locked() const {
+  v1::ListRunsResponse all;
+  for (const auto& [name, run] : runs_) *all.add_runs() = run;
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(all, &json, options);
+  dataset::write_file_atomically(file_, std::vector<std::uint8_t>(json.begin(), json.end()));
+}
+
+std::variant<v1::Run, RunError> RunRegistry::start(const v1::StartRunRequest& request) {
+  if (auto problem = invalid_run_name(request.name())) return invalid("StartRun: " + *problem);
+  if (request.world_size() < 1 || request.world_size() > kMaxWorldSize) {
+    return invalid("StartRun: world_size " + std::to_string(request.world_size()) +
+                   " is out of range (expected 1.." + std::to_string(kMaxWorldSize) + ")");
+  }
+  if (request.config_json().size() > kMaxConfigBytes) {
+    return invalid("StartRun: config_json has " + std::to_string(request.config_json().size()) +
+                   " bytes (expected at most " + std::to_string(kMaxConfigBytes) + ")");
+  }
+  if (!request.config_json().empty() && !nlohmann::json::accept(request.config_json())) {
+    return invalid("StartRun: config_json is not valid JSON");
+  }
+  v1::Run run;
+  std::function<void(const v1::Run&)> listener;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = runs_.find(request.name());
+    if (it == runs_.end()) {
+      run.set_name(request.name());
+      run.set_attempt(1);
+      run.add_events("started with world size " + std::to_string(request.world_size()));
+    } else {
+      run = it->second;
+      if (run.dataset() != request.dataset()) {
+        return RunError{grpc::StatusCode::FAILED_PRECONDITION,
+                        "StartRun: run '" + request.name() + "' was started on dataset '" +
+                            run.dataset() + "', not '" + request.dataset() +
+                            "' (expected the same dataset on resume, or a new run name)"};
+      }
+      run.set_attempt(run.attempt() + 1);
+      run.add_events("resumed (attempt " + std::to_string(run.attempt()) + ") from state " +
+                     v1::RunState_Name(run.state()) + " with world size " +
+                     std::to_string(request.world_size()));
+    }
+    run.set_dataset(request.dataset());
+    run.set_world_size(request.world_size());
+    run.set_config_json(request.config_json());
+    run.set_state(v1::RUN_STATE_RUNNING);
+    run.set_started_unix_ms(now_unix_ms());
+    run.set_ended_unix_ms(0);
+    run.clear_message();
+    runs_[run.name()] = run;
+    persist_locked();
+    listener = listener_;
+  }
+  spdlog::info("run {}: {}", run.name(), run.events(run.events_size() - 1));
+  if (listener) listener(run);
+  return run;
+}
+
+std::optional<v1::Run> RunRegistry::get(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = runs_.find(name);
+  if (it == runs_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<v1::Run> RunRegistry::list() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<v1::Run> result;
+  for (const auto& [name, run] : runs_) result.push_back(run);
+  return result;
+}
+
+std::variant<v1::Run, RunError> RunRegistry::end(const v1::EndRunRequest& request) {
+  if (request.state() != v1::RUN_STATE_COMPLETED && request.state() != v1::RUN_STATE_FAILED) {
+    return invalid("EndRun: state " + v1::RunState_Name(request.state()) +
+                   " is not a final state (expected RUN_STATE_COMPLETED or RUN_STATE_FAILED)");
+  }
+  v1::Run run;
+  std::function<void(const v1::Run&)> listener;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = runs_.find(request.name());
+    if (it == runs_.end()) {
+      return RunError{grpc::StatusCode::NOT_FOUND, "EndRun: no run '" + request.name() + "'"};
+    }
+    if (it->second.state() != v1::RUN_STATE_RUNNING) {
+      if (it->second.state() == request.state()) return it->second;  // a retried EndRun
+      return RunError{grpc::StatusCode::FAILED_PRECONDITION,
+                      "EndRun: run '" + request.name() + "' already ended as " +
+                          v1::RunState_Name(it->second.state())};
+    }
+    run = it->second;
+    run.set_state(request.state());
+    run.set_ended_unix_ms(now_unix_ms());
+    run.set_message(request.message());
+    run.add_events((request.state() == v1::RUN_STATE_COMPLETED ? "completed" : "failed") +
+                   (request.message().empty() ? std::string() : ": " + request.message()));
+    it->second = run;
+    persist_locked();
+    listener = listener_;
+  }
+  spdlog::info("run {}: {}", run.name(), run.events(run.events_size() - 1));
+  if (listener) listener(run);
+  return run;
+}
+
+void RunRegistry::set_listener(std::function<void(const v1::Run&)> listener) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  listener_ = std::move(listener);
+}
+
+}  // namespace xfer::coordinator::server

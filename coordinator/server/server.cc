@@ -1,0 +1,193 @@
+#include "coordinator/server/server.h"
+
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+#include "coordinator/checkpoint/checkpoint_store.h"
+#include "coordinator/metrics/metrics_store.h"
+#include "coordinator/server/auth.h"
+#include "coordinator/server/checkpoint_service.h"
+#include "coordinator/server/data_service.h"
+#include "coordinator/server/dataset_registry.h"
+#include "coordinator/server/metrics_service.h"
+#include "coordinator/server/recent_errors.h"
+#include "coordinator/server/run_registry.h"
+#include "coordinator/server/run_service.h"
+
+namespace xfer::coordinator::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_pem(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(std::string(flag) + " " + path + ": cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN") == std::string::npos) {
+    throw std::invalid_argument(std::string(flag) + " " + path +
+                                ": not a PEM file (expected '-----BEGIN ...')");
+  }
+  return text.str();
+}
+
+void ensure_directory(const std::string& dir, const char* flag) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    throw std::invalid_argument(std::string(flag) + " " + dir + ": cannot create directory" +
+                                (ec ? " (" + ec.message() + ")" : std::string()));
+  }
+}
+
+// Get sends blobs in chunks of this size: far below any message limit.
+constexpr std::int64_t kCheckpointChunkBytes = 1 << 20;
+
+checkpoint::StoreOptions checkpoint_options(const CoordinatorOptions& options) {
+  checkpoint::StoreOptions store;
+  store.keep_best = options.keep_best;
+  store.keep_last = options.keep_last;
+  return store;
+}
+
+std::optional<std::string> optional_token(const std::string& path) {
+  if (path.empty()) return std::nullopt;
+  return read_token_file(path);
+}
+
+}  // namespace
+
+void validate(const CoordinatorOptions& options) {
+  const auto colon = options.listen.rfind(':');
+  if (options.listen.empty() || colon == std::string::npos || colon + 1 == options.listen.size()) {
+    throw std::invalid_argument("--listen '" + options.listen +
+                                "': expected HOST:PORT, e.g. 127.0.0.1:50051 (port 0 picks one)");
+  }
+  if (options.datasets.empty()) {
+    throw std::invalid_argument("no --dataset given (expected at least one NAME=DIR)");
+  }
+  if (options.checkpoint_dir.empty()) {
+    throw std::invalid_argument("--checkpoint-dir is required (where checkpoints are stored)");
+  }
+  if (options.state_dir.empty()) {
+    throw std::invalid_argument("--state-dir is required (metrics history and run records)");
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    throw std::invalid_argument("--tls-cert and --tls-key go together (got only one of them)");
+  }
+  if (options.max_message_bytes < (1 << 20) || options.max_message_bytes > (1 << 30)) {
+    throw std::invalid_argument("--max-message-bytes " + std::to_string(options.max_message_bytes) +
+                                " is out of range (expected 1 MiB .. 1 GiB)");
+  }
+  if (options.max_batch_size < 1) {
+    throw std::invalid_argument("--max-batch-size must be at least 1");
+  }
+  if (options.keep_best < 0 || options.keep_last < 0 || options.keep_best + options.keep_last < 1) {
+    throw std::invalid_argument("--keep-best " + std::to_string(options.keep_best) +
+                                " / --keep-last " + std::to_string(options.keep_last) +
+                                ": expected non-negative counts that keep at least one checkpoint");
+  }
+}
+
+struct Coordinator::State {
+  CoordinatorOptions options;
+  Authorizer auth;
+  DatasetRegistry datasets;
+  RunRegistry runs;
+  metrics::MetricsStore metrics;
+  checkpoint::CheckpointStore checkpoints;
+  RecentErrors errors;
+  DataServiceImpl data_service;
+  RunServiceImpl run_service;
+  MetricsServiceImpl metrics_service;
+  CheckpointServiceImpl checkpoint_service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  std::once_flag shutdown_once;
+
+  explicit State(const CoordinatorOptions& opts);
+};
+
+Coordinator::State::State(const CoordinatorOptions& opts)
+    : options(opts),
+      auth(optional_token(opts.token_file), optional_token(opts.read_token_file)),
+      datasets(opts.datasets),
+      runs(opts.state_dir),
+      metrics(metrics::MetricsStoreOptions{fs::path(opts.state_dir) / "metrics"}),
+      checkpoints(opts.checkpoint_dir, checkpoint_options(opts)),
+      data_service(datasets, runs, auth, opts.max_batch_size),
+      run_service(runs, datasets, metrics, errors, auth),
+      metrics_service(metrics, runs, errors, auth),
+      checkpoint_service(checkpoints, runs, errors, auth, kCheckpointChunkBytes) {}
+
+Coordinator::Coordinator(const CoordinatorOptions& options) {
+  validate(options);
+  ensure_directory(options.checkpoint_dir, "--checkpoint-dir");
+  ensure_directory(options.state_dir, "--state-dir");
+  state_ = std::make_unique<State>(options);
+
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (!options.tls_cert_file.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({read_pem(options.tls_key_file, "--tls-key"),
+                                      read_pem(options.tls_cert_file, "--tls-cert")});
+    credentials = grpc::SslServerCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureServerCredentials();
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &state_->port);
+  // gRPC sets SO_REUSEPORT by default; two coordinators on one port would
+  // then split the calls between them. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Clients ping idle streams (a quiet Watch) every 60 s; gRPC's default
+  // server would call that abuse and drop the connection.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 20000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(&state_->data_service);
+  builder.RegisterService(&state_->run_service);
+  builder.RegisterService(&state_->metrics_service);
+  builder.RegisterService(&state_->checkpoint_service);
+  state_->server = builder.BuildAndStart();
+  if (!state_->server || state_->port == 0) {
+    throw std::runtime_error("--listen " + options.listen +
+                             ": cannot listen there (address in use, or not a local address?)");
+  }
+  state_->server->GetHealthCheckService()->SetServingStatus(true);
+  spdlog::info("coordinator listening on {} ({}, auth {}, datasets: {})", address(),
+               options.tls_cert_file.empty() ? "plaintext" : "TLS",
+               state_->auth.enabled() ? "on" : "off", state_->datasets.names_joined());
+}
+
+Coordinator::~Coordinator() { shutdown(); }
+
+int Coordinator::port() const { return state_->port; }
+
+std::string Coordinator::address() const {
+  const std::string& listen = state_->options.listen;
+  return listen.substr(0, listen.rfind(':')) + ":" + std::to_string(state_->port);
+}
+
+void Coordinator::wait() { state_->server->Wait(); }
+
+void Coordinator::shutdown(std::chrono::milliseconds grace) {
+  if (!state_ || !state_->server) return;
+  std::call_once(state_->shutdown_once, [&] {
+    spdlog::info("coordinator shutting down");
+    state_->server->GetHealthCheckService()->SetServingStatus(false);
+    state_->metrics.shutdown();  // wakes Watch streams
+    state_->server->Shutdown(std::chrono::system_clock::now() + grace);
+  });
+}
+
+}  // namespace xfer::coordinator::server
