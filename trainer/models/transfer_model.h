@@ -1,0 +1,115 @@
+// TransferModel: a pretrained base followed by a new classification head,
+// with the three training phases of the seed's recipe.
+//
+//   base  efficientnet_b0: torchvision's B0 `features` (registered as
+//         `features`, so the state dict keeps torchvision's names);
+//         torchscript: any module exported by tools/export_weights.py
+//         (registered as `base.<its names>`).
+//   head  global average pool -> Dropout(p) -> Linear(C -> num_classes),
+//         registered as `classifier.0`/`classifier.1` like torchvision's.
+//
+// Phases (set_phase is the only switch; train()/eval() keep honouring it):
+//   kHead      base parameters requires_grad=false, base always in eval mode.
+//   kFinetune  all but BatchNorm trains: BN weight/bias requires_grad=false,
+//              BN modules always in eval mode so running stats never change.
+//   kFull      everything trains, BN in train mode (training from scratch).
+//
+// For the data-parallel Reducer: parameters() lists every parameter in a
+// fixed registration order (base first, then head) whatever the phase; the
+// trainable ones are those with requires_grad() set. Change phases only
+// between steps, on every rank alike.
+#pragma once
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "trainer/models/efficientnet.h"
+#include "trainer/models/state_dict.h"
+
+namespace xfer::trainer::models {
+
+enum class Phase { kHead, kFinetune, kFull };
+
+// "head" | "finetune" | "full". Throws std::invalid_argument otherwise.
+Phase parse_phase(const std::string& name);
+const char* phase_name(Phase phase);
+
+struct TransferModelOptions {
+  // "efficientnet_b0" or "torchscript". Default: "efficientnet_b0".
+  std::string arch = "efficientnet_b0";
+  // TorchScript base file from tools/export_weights.py.
+  // REQUIRES: non-empty iff arch == "torchscript".
+  std::string base_path;
+  // REQUIRES: >= 1. Default: 1000.
+  int64_t num_classes = 1000;
+  // Dropout before the linear layer. REQUIRES: in [0, 1). Default: 0.2.
+  double dropout = 0.2;
+  // EfficientNet's stochastic depth (last block). Default: 0.2.
+  double stochastic_depth_prob = 0.2;
+  // Side of the zero image the TorchScript base runs once to learn its
+  // output width. Default: 224.
+  int64_t dry_run_image_size = 224;
+  // Phase after construction. Default: kHead.
+  Phase phase = Phase::kHead;
+};
+
+struct ParameterCounts {
+  int64_t trainable = 0;  // elements of parameters with requires_grad
+  int64_t frozen = 0;     // elements of the others
+};
+
+class TransferModelImpl : public torch::nn::Module {
+ public:
+  // Throws std::invalid_argument for bad options, std::runtime_error when a
+  // TorchScript base cannot be loaded or does not produce [N, C(, H, W)].
+  explicit TransferModelImpl(const TransferModelOptions& options);
+
+  // [N, 3, H, W] normalised images -> logits [N, num_classes].
+  torch::Tensor forward(const torch::Tensor& images);
+
+  // Applies the phase's requires_grad flags and module modes.
+  void set_phase(Phase phase);
+  Phase phase() const { return phase_; }
+
+  // Module::train, then re-imposes the phase's eval-mode parts.
+  void train(bool on = true) override;
+
+  ParameterCounts parameter_counts() const;
+  // Width C of the base's output (1280 for B0).
+  int64_t feature_channels() const { return feature_channels_; }
+  int64_t num_classes() const { return options_.num_classes; }
+  const TransferModelOptions& options() const { return options_; }
+
+  std::vector<torch::Tensor> base_parameters() const;
+  std::vector<torch::Tensor> head_parameters() const;
+  // BatchNorm weights, biases, running stats of the base.
+  std::vector<torch::Tensor> batchnorm_tensors() const;
+
+  // Loads a state dict (torchvision's or ours) with the rules of
+  // load_state_dict; the head is kept when the file's class count differs.
+  LoadResult load_weights(const std::string& path);
+
+ private:
+  torch::Tensor base_forward(const torch::Tensor& images);
+  void apply_modes();
+
+  TransferModelOptions options_;
+  Phase phase_ = Phase::kHead;
+  int64_t feature_channels_ = 0;
+  SequentialBlock features_{nullptr};  // efficientnet_b0
+  torch::jit::Module script_;          // torchscript
+  bool is_script_ = false;
+  std::vector<torch::jit::Module> script_batchnorms_;
+  std::shared_ptr<torch::nn::Module> base_;                     // features_ or the script mirror
+  std::vector<torch::Tensor> bn_params_;                        // BN weight and bias
+  std::vector<torch::Tensor> bn_buffers_;                       // BN running stats and counters
+  std::vector<std::shared_ptr<torch::nn::Module>> bn_modules_;  // efficientnet_b0 BNs
+  torch::nn::Sequential classifier_{nullptr};
+};
+TORCH_MODULE(TransferModel);
+
+}  // namespace xfer::trainer::models
