@@ -410,7 +410,7 @@ std::string CheckpointStore::read_verified(const std::string& id) const {
     spdlog::error("{}", message);
     throw CheckpointError(Code::kDataLoss, message);
   }
-  const std::string actual = sha256_hex(bytes);
+  const std::string actual = common::sha256_hex(bytes);
   if (actual != record->sha256_hex ||
       static_cast<std::int64_t>(bytes.size()) != record->size_bytes) {
     const std::string message = "checkpoint " + id + " (" + describe_meta(record->meta) + ") in " +

@@ -51,9 +51,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/sha256.h"
 #include "coordinator/checkpoint/checkpoint_types.h"
 #include "coordinator/checkpoint/filesystem.h"
-#include "coordinator/checkpoint/sha256.h"
 
 namespace xfer::coordinator::checkpoint {
 
@@ -111,7 +111,7 @@ class CheckpointWriter {
   const std::string temp_path_;
   const std::string final_path_;
   std::unique_ptr<WritableFile> file_;  // null once closed
-  Sha256 hash_;
+  common::Sha256 hash_;
   std::int64_t received_ = 0;
   State state_ = State::kOpen;
 };

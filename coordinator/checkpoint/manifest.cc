@@ -4,7 +4,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "coordinator/checkpoint/sha256.h"
+#include "common/sha256.h"
 
 namespace xfer::coordinator::checkpoint {
 namespace {
@@ -80,7 +80,7 @@ std::string serialize_manifest(const Manifest& manifest) {
                       {"version", kManifestVersion},
                       {"next_sequence", manifest.next_sequence},
                       {"checkpoints", list},
-                      {"checkpoints_sha256", sha256_hex(list.dump())}};
+                      {"checkpoints_sha256", common::sha256_hex(list.dump())}};
   return document.dump(1) + "\n";
 }
 
@@ -108,7 +108,7 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
     }
     const json& list = document.at("checkpoints");
     const std::string expected = document.at("checkpoints_sha256").get<std::string>();
-    const std::string actual = sha256_hex(list.dump());
+    const std::string actual = common::sha256_hex(list.dump());
     if (expected != actual) {
       throw damaged("its checkpoint list has SHA-256 " + actual + " but the manifest records " +
                     expected);

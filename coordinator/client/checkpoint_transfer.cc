@@ -11,9 +11,9 @@
 #include <functional>
 #include <thread>
 
+#include "common/sha256.h"
 #include "coordinator/client/connection.h"
 #include "coordinator/client/coordinator_client.h"
-#include "coordinator/client/sha256.h"
 
 namespace xfer::coordinator::client {
 
@@ -101,7 +101,7 @@ grpc::Status put_attempt(detail::Connection& connection, const v1::CheckpointMet
   v1::CheckpointChunk chunk;
   *chunk.mutable_meta() = meta;
   bool open = writer->Write(chunk);
-  Sha256 hash;
+  common::Sha256 hash;
   std::int64_t offset = 0;
   std::string data;
   while (open) {
@@ -248,7 +248,7 @@ DownloadResult CoordinatorClient::get_checkpoint(const std::string& id, const fs
     temp.truncate();
     DownloadResult result;
     result.path = out;
-    Sha256 hash;
+    common::Sha256 hash;
     grpc::ClientContext context;
     connection.prepare(context, connection.options().stream_deadline);
     auto reader = connection.checkpoints().Get(&context, request);

@@ -9,8 +9,8 @@
 #include <limits>
 #include <thread>
 
+#include "common/sha256.h"
 #include "coordinator/checkpoint/retention.h"
-#include "coordinator/checkpoint/sha256.h"
 #include "tests/coordinator/checkpoint_test_util.h"
 
 namespace xfer::coordinator::checkpoint::testing {
@@ -64,7 +64,8 @@ TEST(CheckpointStoreTest, RoundTripRecordsKnownSha256) {
   const auto found = store.find(record.id);
   ASSERT_TRUE(found.has_value());
   EXPECT_EQ(found->sha256_hex, kAbcDigest);
-  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(common::sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 TEST(CheckpointStoreTest, ChunksOutOfOrderWithGapsOrTooLargeAreRefused) {
@@ -229,7 +230,7 @@ TEST(CheckpointStoreTest, RetriedUploadLandsOnce) {
   EXPECT_THAT(
       error_of([&] { put(reopened, make_meta("job", 1, 0.5, Direction::kMinimize, "up-1"), "x"); },
                CheckpointError::Code::kInvalidArgument),
-      AllOf(HasSubstr("up-1"), HasSubstr(first.sha256_hex), HasSubstr(sha256_hex("x"))));
+      AllOf(HasSubstr("up-1"), HasSubstr(first.sha256_hex), HasSubstr(common::sha256_hex("x"))));
   // No upload id: two copies are two checkpoints.
   put(reopened, make_meta("job", 1, 0.5), blob);
   EXPECT_EQ(reopened.list("job").size(), 2u);
@@ -321,7 +322,7 @@ TEST(CheckpointStoreTest, RestartReloadsTheManifest) {
     } else {
       EXPECT_EQ(found->meta.metric_value, expected.meta.metric_value);
     }
-    EXPECT_EQ(sha256_hex(store.read_verified(expected.id)), expected.sha256_hex);
+    EXPECT_EQ(common::sha256_hex(store.read_verified(expected.id)), expected.sha256_hex);
   }
   EXPECT_EQ(store.best("b")->id, stored[2].id);
 }
@@ -404,7 +405,7 @@ TEST(CheckpointStoreTest, FlippedByteIsDataLossAndNothingIsServed) {
       error_of([&] { served = store.read_verified(record.id); }, CheckpointError::Code::kDataLoss);
   EXPECT_EQ(served, "untouched");
   EXPECT_THAT(message, AllOf(HasSubstr(record.id), HasSubstr(record.sha256_hex),
-                             HasSubstr(sha256_hex(damaged)), HasSubstr(path)));
+                             HasSubstr(common::sha256_hex(damaged)), HasSubstr(path)));
   // Still listed (an operator decides), still refused after a restart.
   CheckpointStore reopened(tmp.store(), keep(5, 5));
   EXPECT_TRUE(reopened.find(record.id).has_value());

@@ -5,8 +5,8 @@
 
 #include <thread>
 
+#include "common/sha256.h"
 #include "coordinator/client/coordinator_client.h"
-#include "coordinator/client/sha256.h"
 #include "tests/coordinator/client_test_doubles.h"
 #include "tests/coordinator/client_test_util.h"
 
@@ -256,7 +256,7 @@ TEST(CheckpointPutTest, RetriedUploadReusesItsIdAndLandsOnce) {
   const auto stored = fake.checkpoints.stored();
   ASSERT_EQ(stored.size(), 1u);
   EXPECT_EQ(stored.begin()->second, blob);
-  EXPECT_EQ(info.sha256(), sha256_hex(blob));
+  EXPECT_EQ(info.sha256(), common::sha256_hex(blob));
   EXPECT_EQ(info.meta().total_bytes(), 4500);
 }
 
@@ -303,10 +303,10 @@ TEST(CheckpointGetTest, DownloadsAtomicallyAfterABreakAndVerifies) {
   TempDir dir;
   const auto out = dir.write("out.pt", "previous contents");
   CoordinatorClient client(fast_options(fake.address()));
-  const DownloadResult result = client.get_checkpoint("c1", out, sha256_hex(blob));
+  const DownloadResult result = client.get_checkpoint("c1", out, common::sha256_hex(blob));
   EXPECT_EQ(fake.checkpoints.get_calls.load(), 2);
   EXPECT_TRUE(result.verified);
-  EXPECT_EQ(result.sha256, sha256_hex(blob));
+  EXPECT_EQ(result.sha256, common::sha256_hex(blob));
   EXPECT_EQ(result.size_bytes, 1000);
   ASSERT_TRUE(result.meta.has_value());
   EXPECT_EQ(result.meta->run(), "r1");

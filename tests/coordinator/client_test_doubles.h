@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "coordinator/client/sha256.h"
+#include "common/sha256.h"
 #include "xfer/v1/coordinator.grpc.pb.h"
 
 namespace xfer::coordinator::client::testing {
@@ -239,7 +239,7 @@ class FakeCheckpointService final : public v1::CheckpointService::Service {
     std::lock_guard<std::mutex> lock(mutex_);
     stored_[meta.upload_id()] = blob;
     response->set_id("ckpt-" + meta.upload_id().substr(0, 8));
-    response->set_sha256(lie_about_sha ? std::string(64, '0') : sha256_hex(blob));
+    response->set_sha256(lie_about_sha ? std::string(64, '0') : common::sha256_hex(blob));
     response->set_size_bytes(static_cast<std::int64_t>(blob.size()));
     *response->mutable_meta() = meta;
     return grpc::Status::OK;

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "coordinator/client/sha256.h"
+#include "common/sha256.h"
 #include "coordinator/coordctl/commands.h"
 #include "tests/coordinator/client_test_doubles.h"
 #include "tests/coordinator/client_test_util.h"
@@ -157,7 +157,7 @@ TEST(CoordctlRunTest, CheckpointGetVerifiesAnExpectedChecksum) {
             kExitChecksum);
   EXPECT_FALSE(std::filesystem::exists(target));
 
-  const std::string sha = client::sha256_hex("checkpoint bytes");
+  const std::string sha = common::sha256_hex("checkpoint bytes");
   EXPECT_EQ(run({"--coordinator", fake.address(), "--json", "checkpoints", "get", "c1", "-o",
                  target, "--sha256", sha},
                 &out, &err),

@@ -1,4 +1,4 @@
-// SHA-256 as lowercase hex, the form the coordinator's checkpoint manifest
+// SHA-256 as lowercase hex (OpenSSL EVP), the form the checkpoint manifest
 // and CheckpointInfo.sha256 use.
 #pragma once
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace xfer::coordinator::client {
+namespace xfer::common {
 
 // Incremental hashing (OpenSSL EVP). Not copyable.
 class Sha256 {
@@ -28,4 +28,4 @@ class Sha256 {
 
 std::string sha256_hex(std::string_view bytes);
 
-}  // namespace xfer::coordinator::client
+}  // namespace xfer::common

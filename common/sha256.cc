@@ -1,10 +1,10 @@
-#include "coordinator/client/sha256.h"
+#include "common/sha256.h"
 
 #include <openssl/evp.h>
 
 #include <stdexcept>
 
-namespace xfer::coordinator::client {
+namespace xfer::common {
 
 struct Sha256::Context {
   EVP_MD_CTX* md = nullptr;
@@ -47,4 +47,4 @@ std::string sha256_hex(std::string_view bytes) {
   return hash.hex_digest();
 }
 
-}  // namespace xfer::coordinator::client
+}  // namespace xfer::common
