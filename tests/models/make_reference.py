@@ -9,7 +9,19 @@ Run with Debian's /usr/bin/python3 (python3-torchvision). In --out DIR:
   base.pt       (--arch resnet18 only) TorchScript base: resnet18 with fc
                 replaced by identity. Its weights.pt then holds our
                 TransferModel's names: base.* plus classifier.1.*.
+
+--arch predict writes what tests/models/predict_test.sh compares
+`trainer predict` with:
+  weights.pt    B0 state dict as above, --num-classes classes.
+  model.pt      the same weights as an xfer model file (trainer/models/
+                model_file.h) written by Python's torch.save, with labels.
+  labels.txt    the labels, one per line.
+  image.png     224x224 random RGB; small.png 61x97 (resized by predict);
+  image.jpg     the 224x224 pixels as JPEG.
+  reference.json  {"image.png": [p_0, ...], "small.png": [...]}: softmax of
+                the eval-mode logits after the ImageNet preprocessing.
 """
+import json
 import argparse
 import os
 import sys
@@ -18,21 +30,85 @@ import torch
 import torchvision
 
 
-def perturb_batchnorm(model, generator):
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            with torch.no_grad():
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
-                module.num_batches_tracked.fill_(7)
+def perturb_batchnorm(model, generator, image_size):
+    """Makes every BatchNorm's parameters and running statistics matter.
+
+    A freshly initialised network's running statistics (0 and 1) normalise
+    nothing: in eval mode its activations collapse and the logits hardly
+    depend on the input, so a wrong layer could still match. The statistics
+    are first measured on a random batch, as pretraining would have, then
+    scaled and shifted at random, and the affine parameters drawn at random.
+    """
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in batchnorms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: the stats of exactly this batch
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, image_size, image_size, generator=generator))
+    for bn in batchnorms:
+        n = bn.num_features
+        with torch.no_grad():
+            bn.weight.copy_(torch.randn(n, generator=generator) * 0.2 + 1)
+            bn.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+            bn.running_mean.add_(torch.randn(n, generator=generator) * 0.1 *
+                                 bn.running_var.sqrt())
+            bn.running_var.mul_(torch.rand(n, generator=generator) * 0.4 + 0.8)
+            bn.num_batches_tracked.fill_(7)
+        bn.momentum = 0.1
+    model.eval()
+
+
+def preprocess(image, size):
+    """trainer/models/preprocess.h, op for op: [3, H, W] uint8 -> [1, 3, S, S]."""
+    x = image.unsqueeze(0).to(torch.float32) / 255.0
+    if x.shape[2] != size or x.shape[3] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                            align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def write_predict_reference(args, generator):
+    model = torchvision.models.efficientnet_b0(num_classes=args.num_classes)
+    perturb_batchnorm(model, generator, 224)
+    images = {
+        "image.png": torch.randint(0, 256, (3, 224, 224), generator=generator, dtype=torch.uint8),
+        "small.png": torch.randint(0, 256, (3, 61, 97), generator=generator, dtype=torch.uint8),
+    }
+    # A random network's logits are huge and its softmax one-hot: scale the
+    # head so the probabilities spread over the classes and all of them count.
+    with torch.no_grad():
+        logits = model(preprocess(images["image.png"], 224))
+        scale = 3.0 / logits.abs().max()
+        model.classifier[1].weight.mul_(scale)
+        model.classifier[1].bias.mul_(scale)
+    state = model.state_dict()
+    torch.save(state, os.path.join(args.out, "weights.pt"))
+    labels = [f"label {i}" for i in range(args.num_classes)]
+    with open(os.path.join(args.out, "labels.txt"), "w") as out:
+        out.write("\n".join(labels) + "\n")
+    torch.save({"xfer_model_format": 1, "arch": "efficientnet_b0",
+                "num_classes": args.num_classes, "image_size": 224, "labels": labels,
+                "base_file": "", "state_dict": state, "epoch": 3},
+               os.path.join(args.out, "model.pt"))
+    reference = {}
+    for name, image in images.items():
+        torchvision.io.write_png(image, os.path.join(args.out, name))
+        with torch.no_grad():
+            probabilities = torch.softmax(model(preprocess(image, 224)), dim=1)[0]
+        reference[name] = probabilities.tolist()
+    torchvision.io.write_jpeg(images["image.png"], os.path.join(args.out, "image.jpg"))
+    with open(os.path.join(args.out, "reference.json"), "w") as out:
+        json.dump(reference, out)
+    return 0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arch", choices=["efficientnet_b0", "resnet18"], required=True)
+    parser.add_argument("--arch", choices=["efficientnet_b0", "resnet18", "predict"],
+                        required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--image-size", type=int, default=64)
@@ -45,16 +121,17 @@ def main():
     x = torch.randn(args.batch, 3, args.image_size, args.image_size, generator=generator)
     os.makedirs(args.out, exist_ok=True)
 
+    if args.arch == "predict":
+        return write_predict_reference(args, generator)
     if args.arch == "efficientnet_b0":
         model = torchvision.models.efficientnet_b0(num_classes=args.num_classes)
-        perturb_batchnorm(model, generator)
-        model.eval()
+        perturb_batchnorm(model, generator, args.image_size)
         with torch.no_grad():
             logits = model(x)
         torch.save(model.state_dict(), os.path.join(args.out, "weights.pt"))
     else:
         base = torchvision.models.resnet18()
-        perturb_batchnorm(base, generator)
+        perturb_batchnorm(base, generator, args.image_size)
         base.fc = torch.nn.Identity()
         base.eval()
         head = torch.nn.Linear(512, args.num_classes)

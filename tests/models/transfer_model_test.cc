@@ -82,8 +82,7 @@ TEST(ModelsTransferModel, ParameterCountsPerPhase) {
   model->set_phase(Phase::kFinetune);
   const auto finetune = model->parameter_counts();
   EXPECT_EQ(finetune.trainable + finetune.frozen, kBase + 128100);
-  EXPECT_GT(finetune.frozen, 0);
-  EXPECT_LT(finetune.frozen, 100000);  // BN affine only
+  EXPECT_EQ(finetune.frozen, 42016);  // BatchNorm weight + bias, as torchvision counts them
   model->set_phase(Phase::kFull);
   EXPECT_EQ(model->parameter_counts().frozen, 0);
   EXPECT_EQ(parse_phase("finetune"), Phase::kFinetune);
@@ -177,6 +176,8 @@ TEST(ModelsTransferModel, TorchScriptResnet18MatchesTorchvisionAndFreezes) {
     const double error =
         testing::relative_error(model->forward(reference["input"]), reference["logits"]);
     std::cout << "torchscript resnet18 + head vs torchvision: relative error " << error << "\n";
+    EXPECT_GT(testing::relative_error(reference["logits"][0], reference["logits"][1]), 0.05)
+        << "the reference hardly depends on its input";
     EXPECT_LT(error, 1e-5);
   }
 
@@ -223,8 +224,8 @@ TEST(ModelsTransferModel, ExportWeightsToolOutputsLoad) {
   options.base_path = dir.file("mnv3.pt");
   options.dry_run_image_size = 32;
   TransferModel mnv3(options);
-  EXPECT_EQ(mnv3->feature_channels(), 960);
-  EXPECT_EQ(mnv3->parameter_counts().trainable, 960 * 5 + 5);
+  EXPECT_EQ(mnv3->feature_channels(), 1280);  // its hidden 960 -> 1280 layer stays
+  EXPECT_EQ(mnv3->parameter_counts().trainable, 1280 * 5 + 5);
   mnv3->eval();
   torch::NoGradGuard no_grad;
   EXPECT_EQ(mnv3->forward(torch::zeros({2, 3, 32, 32})).sizes(), (std::vector<int64_t>{2, 5}));

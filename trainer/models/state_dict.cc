@@ -2,8 +2,11 @@
 
 #include <caffe2/serialize/in_memory_adapter.h>
 #include <caffe2/serialize/inline_container.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -261,43 +264,50 @@ std::string shape_string(const torch::Tensor& tensor) {
   return out.str();
 }
 
-StateDict read_state_dict_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open state-dict file " + path);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.empty()) throw std::runtime_error("state-dict file " + path + " is empty");
-
-  torch::IValue value;
+torch::IValue parse_torch_bytes(const std::vector<char>& bytes, const std::string& source) {
+  if (bytes.empty()) throw std::runtime_error(source + " is empty, expected a torch.save file");
   try {
     try {
-      value = torch::pickle_load(bytes);
+      return torch::pickle_load(bytes);
     } catch (const std::exception&) {
       // Python's OrderedDict state dicts land here; anything else fails again.
       auto rewritten = load_rewritten(bytes);
       if (!rewritten) throw;
-      value = std::move(*rewritten);
+      return std::move(*rewritten);
     }
   } catch (const std::exception& e) {
     // c10::Error messages carry a C++ backtrace; the first line is the cause.
     std::string cause = e.what();
     cause = cause.substr(0, cause.find('\n'));
-    throw std::runtime_error(
-        "cannot read " + path +
-        " as a torch.save'd state dict (truncated or not a torch.save file): " + cause);
+    throw std::runtime_error("cannot read " + source +
+                             " as a torch.save file (truncated, corrupted, not a torch.save "
+                             "file, or the pre-1.6 non-zip format): " +
+                             cause);
   }
+}
+
+torch::IValue read_torch_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
+  return parse_torch_bytes(bytes, path);
+}
+
+StateDict state_dict_from_ivalue(const torch::IValue& value, const std::string& source) {
   if (!value.isGenericDict()) {
-    throw std::runtime_error(path + " holds a " + value.tagKind() +
+    throw std::runtime_error(source + " holds a " + value.tagKind() +
                              ", expected a state dict (a dict of name -> tensor)");
   }
   StateDict dict;
   for (const auto& entry : value.toGenericDict()) {
     if (!entry.key().isString()) {
-      throw std::runtime_error(path + " has a " + entry.key().tagKind() +
+      throw std::runtime_error(source + " has a " + entry.key().tagKind() +
                                " key, expected a state dict with string keys");
     }
     const std::string name = entry.key().toStringRef();
     if (!entry.value().isTensor()) {
-      throw std::runtime_error(path + ": entry " + name + " is a " + entry.value().tagKind() +
+      throw std::runtime_error(source + ": entry " + name + " is a " + entry.value().tagKind() +
                                ", expected a tensor");
     }
     dict.insert(name, entry.value().toTensor());
@@ -305,14 +315,45 @@ StateDict read_state_dict_file(const std::string& path) {
   return dict;
 }
 
-void write_state_dict_file(const StateDict& dict, const std::string& path) {
+StateDict read_state_dict_file(const std::string& path) {
+  return state_dict_from_ivalue(read_torch_file(path), path);
+}
+
+c10::Dict<std::string, torch::Tensor> state_dict_to_ivalue(const StateDict& dict) {
   c10::Dict<std::string, torch::Tensor> generic;
   for (const auto& item : dict) generic.insert(item.key(), item.value().detach().cpu());
-  const std::vector<char> bytes = torch::pickle_save(torch::IValue(generic));
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  if (!out) throw std::runtime_error("cannot write state-dict file " + path);
+  return generic;
+}
+
+void write_file_atomically(const std::vector<char>& bytes, const std::string& path) {
+  const std::string temp = path + ".tmp";
+  const auto fail = [&](const std::string& what) {
+    const std::string reason = std::strerror(errno);
+    ::unlink(temp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + what + " " + temp + ": " + reason);
+  };
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("open");
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      fail("write");
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    fail("fsync");
+  }
+  if (::close(fd) != 0) fail("close");
+  if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename");
+}
+
+void write_state_dict_file(const StateDict& dict, const std::string& path) {
+  write_file_atomically(torch::pickle_save(torch::IValue(state_dict_to_ivalue(dict))), path);
 }
 
 StateDict model_state_dict(const torch::nn::Module& model) {

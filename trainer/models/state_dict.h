@@ -7,20 +7,41 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace xfer::trainer::models {
 
 // Name -> tensor, in file order.
 using StateDict = torch::OrderedDict<std::string, torch::Tensor>;
 
-// Reads a state-dict file. Throws std::runtime_error naming `path` when the
-// file cannot be read, is truncated or is not torch.save'd data, or when its
-// top-level object is not a dict of string -> tensor.
+// Reads any file written by Python's torch.save (zip format, PyTorch >= 1.6)
+// or LibTorch's torch::pickle_save, including Python OrderedDicts (state
+// dicts) at any depth, which become plain dicts. Throws std::runtime_error
+// naming `path` when the file cannot be opened, is empty, truncated or not
+// such a file. Never crashes on garbage.
+torch::IValue read_torch_file(const std::string& path);
+// The same for bytes already in memory; `source` names them in errors.
+torch::IValue parse_torch_bytes(const std::vector<char>& bytes, const std::string& source);
+
+// Checks that `value` is a dict of string -> tensor and returns it in order.
+// Throws std::runtime_error naming `source` and the offending entry.
+StateDict state_dict_from_ivalue(const torch::IValue& value, const std::string& source);
+
+// read_torch_file + state_dict_from_ivalue.
 StateDict read_state_dict_file(const std::string& path);
 
+// The dict as an IValue (tensors detached, on the CPU), ready for
+// torch::pickle_save or to nest in a larger record.
+c10::Dict<std::string, torch::Tensor> state_dict_to_ivalue(const StateDict& dict);
+
 // Writes `dict` so that both read_state_dict_file and Python's torch.load
-// read it. Throws std::runtime_error naming `path` on I/O failure.
+// read it. Atomic: a temporary file is fsynced and renamed over `path`, so a
+// crash leaves the old file or the new one. Throws std::runtime_error naming
+// `path` on I/O failure.
 void write_state_dict_file(const StateDict& dict, const std::string& path);
+
+// Writes `bytes` to `path` atomically as above.
+void write_file_atomically(const std::vector<char>& bytes, const std::string& path);
 
 // The model's parameters and buffers by their full dotted names.
 StateDict model_state_dict(const torch::nn::Module& model);

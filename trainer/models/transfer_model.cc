@@ -138,7 +138,15 @@ TransferModelImpl::TransferModelImpl(const TransferModelOptions& options) : opti
 }
 
 torch::Tensor TransferModelImpl::base_forward(const torch::Tensor& images) {
-  if (is_script_) return script_.forward({images}).toTensor();
+  if (is_script_) {
+    const torch::IValue out = script_.forward({images});
+    if (!out.isTensor()) {
+      throw std::runtime_error("TorchScript base " + options_.base_path + " returned a " +
+                               out.tagKind() +
+                               ", expected one tensor (export it with tools/export_weights.py)");
+    }
+    return out.toTensor();
+  }
   return features_->forward(images);
 }
 
@@ -198,10 +206,17 @@ std::vector<torch::Tensor> TransferModelImpl::batchnorm_tensors() const {
 }
 
 LoadResult TransferModelImpl::load_weights(const std::string& path) {
-  const StateDict dict = read_state_dict_file(path);
-  LoadResult result = load_state_dict(*this, dict, path);
-  spdlog::info("loaded {} tensors from {} ({}head {})", result.tensors_loaded, path,
-               result.head_loaded ? "" : "new ", result.head_loaded ? "loaded" : "initialised");
+  return load_weights(read_weights_file(path), path);
+}
+
+LoadResult TransferModelImpl::load_weights(const WeightsFile& file, const std::string& source) {
+  if (file.metadata && file.metadata->arch != options_.arch) {
+    throw std::runtime_error(source + " is a model file for arch " + file.metadata->arch +
+                             ", the model is " + options_.arch);
+  }
+  LoadResult result = load_state_dict(*this, file.state_dict, source);
+  spdlog::info("loaded {} tensors from {} ({})", result.tensors_loaded, source,
+               result.head_loaded ? "head loaded" : "new head initialised");
   return result;
 }
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "trainer/models/efficientnet.h"
+#include "trainer/models/model_file.h"
 #include "trainer/models/state_dict.h"
 
 namespace xfer::trainer::models {
@@ -89,9 +90,13 @@ class TransferModelImpl : public torch::nn::Module {
   // BatchNorm weights, biases, running stats of the base.
   std::vector<torch::Tensor> batchnorm_tensors() const;
 
-  // Loads a state dict (torchvision's or ours) with the rules of
-  // load_state_dict; the head is kept when the file's class count differs.
+  // Loads a plain state dict (torchvision's, export_weights.py's) or a model
+  // file (model_file.h) with the rules of load_state_dict; the head is kept
+  // when the file's class count differs. A model file written for another
+  // arch is an error.
   LoadResult load_weights(const std::string& path);
+  // The same for a file already read.
+  LoadResult load_weights(const WeightsFile& file, const std::string& source);
 
  private:
   torch::Tensor base_forward(const torch::Tensor& images);
