@@ -1,0 +1,302 @@
+// Our EfficientNet-B0 against torchvision's (not a test: it prints figures).
+//
+//   build/bin/model_bench [--sizes 32,224 --batches 64,16] [--threads 2]
+//                         [--rounds 3 --iterations 4] [--channels-last]
+//
+// Both sides run the same weights on the same input: this program writes its
+// model's state dict and the input batches to a temporary folder, and
+// bench/models/torchvision_b0_bench.py (Debian's /usr/bin/python3) loads them
+// and first checks that its eval-mode logits match ours. Per image size:
+//   fwd     eval mode, no gradient (inference)
+//   fwdbwd  train mode, cross-entropy, backward (the optimizer step is left
+//           out: it is the same few element-wise passes on both sides)
+// Images per second from the median iteration, after every pass ran once and
+// a per-figure warm-up, with the same
+// number of intra-op threads on both sides. The two sides alternate in rounds
+// (ours, torchvision's, ours, ...) so that a change in the load of a shared
+// machine hits both alike.
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/flags.h"
+#include "common/logging.h"
+#include "trainer/models/efficientnet.h"
+#include "trainer/models/state_dict.h"
+
+namespace {
+
+namespace models = xfer::trainer::models;
+using Clock = std::chrono::steady_clock;
+
+struct BenchOptions {
+  std::vector<int64_t> sizes = {32, 224};
+  // Batch per size, same order. Default: 64 at 32 px, 16 at 224 px.
+  std::vector<int64_t> batches = {64, 16};
+  int threads = 2;
+  int rounds = 3;
+  // Timed iterations per figure and round.
+  int iterations = 4;
+  int warmup = 1;
+  int64_t num_classes = 100;
+  bool channels_last = false;
+  std::string python = "/usr/bin/python3";
+  bool skip_torchvision = false;
+};
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+template <typename Fn>
+std::vector<double> time_iterations(const BenchOptions& options, Fn&& fn) {
+  for (int i = 0; i < options.warmup; ++i) fn();
+  std::vector<double> seconds;
+  for (int i = 0; i < options.iterations; ++i) {
+    const auto start = Clock::now();
+    fn();
+    seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  return seconds;
+}
+
+// key "fwd 32" -> seconds of every timed iteration so far.
+using Timings = std::map<std::string, std::vector<double>>;
+
+void append(Timings& timings, const std::string& key, const std::vector<double>& seconds) {
+  auto& all = timings[key];
+  all.insert(all.end(), seconds.begin(), seconds.end());
+}
+
+void time_ours(const BenchOptions& options, models::EfficientNetB0& model,
+               const std::map<int64_t, torch::Tensor>& inputs, Timings& timings) {
+  const auto format =
+      options.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  for (const auto& [size, batch] : inputs) {
+    const torch::Tensor x = batch.contiguous(format);
+    const torch::Tensor labels = torch::arange(batch.size(0)) % options.num_classes;
+    append(timings, "fwd " + std::to_string(size), time_iterations(options, [&] {
+             model->eval();
+             torch::NoGradGuard no_grad;
+             model->forward(x);
+           }));
+    append(timings, "fwdbwd " + std::to_string(size), time_iterations(options, [&] {
+             model->train();
+             model->zero_grad(/*set_to_none=*/true);
+             torch::nn::functional::cross_entropy(model->forward(x), labels).backward();
+           }));
+  }
+}
+
+void restore(models::EfficientNetB0& model, const std::vector<torch::Tensor>& saved) {
+  torch::NoGradGuard no_grad;
+  size_t i = 0;
+  for (const auto& item : models::model_state_dict(*model)) item.value().copy_(saved.at(i++));
+}
+
+// Runs torchvision_b0_bench.py; fills `timings` and the logits check.
+bool time_torchvision(const BenchOptions& options, const std::filesystem::path& dir,
+                      Timings& timings, std::map<std::string, double>& checks) {
+  std::ostringstream command;
+  command << options.python << ' ' << XFER_TORCHVISION_BENCH << " --weights " << dir / "b0.pt"
+          << " --inputs " << dir / "inputs.pt"
+          << " --num-classes " << options.num_classes << " --threads " << options.threads
+          << " --iterations " << options.iterations << " --warmup " << options.warmup
+          << (options.channels_last ? " --channels-last" : "");
+  FILE* pipe = popen(command.str().c_str(), "r");
+  if (pipe == nullptr) return false;
+  char line[8192];
+  while (std::fgets(line, sizeof(line), pipe) != nullptr) {
+    std::istringstream in(line);
+    std::string kind;
+    in >> kind;
+    if (kind == "check") {
+      std::string size;
+      double error = 0;
+      in >> size >> error;
+      checks[size] = error;
+    } else if (kind == "time") {
+      std::string mode;
+      std::string size;
+      int64_t batch = 0;
+      in >> mode >> size >> batch;
+      std::vector<double> seconds;
+      for (double s = 0; in >> s;) seconds.push_back(s);
+      append(timings, mode + " " + size, seconds);
+    }
+  }
+  const int status = pclose(pipe);
+  if (status != 0) spdlog::error("torchvision side failed ({}): {}", status, command.str());
+  return status == 0;
+}
+
+int run(const BenchOptions& options) {
+  if (options.sizes.size() != options.batches.size()) {
+    spdlog::error("--sizes has {} entries and --batches {}; expected one batch per size",
+                  options.sizes.size(), options.batches.size());
+    return 2;
+  }
+  torch::set_num_threads(options.threads);
+  torch::manual_seed(0);
+  models::EfficientNetOptions model_options;
+  model_options.num_classes = options.num_classes;
+  models::EfficientNetB0 model(model_options);
+  if (options.channels_last) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  }
+
+  // A fresh network's BatchNorm statistics (0 and 1) shrink eval-mode
+  // activations towards zero layer after layer, an unrealistic workload (tiny
+  // and denormal floats take other paths). Measure them on one batch first,
+  // as pretraining would have.
+  {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::nn::BatchNorm2dImpl*> batchnorms;
+    for (const auto& module : model->modules(/*include_self=*/false)) {
+      if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+        bn->options.momentum(1.0);
+        batchnorms.push_back(bn);
+      }
+    }
+    model->train();
+    model->forward(torch::randn({16, 3, options.sizes.front(), options.sizes.front()}));
+    for (auto* bn : batchnorms) bn->options.momentum(0.1);
+  }
+
+  std::map<int64_t, torch::Tensor> inputs;
+  c10::Dict<std::string, torch::Tensor> saved_inputs;
+  c10::Dict<std::string, torch::Tensor> saved_logits;
+  model->eval();
+  for (size_t i = 0; i < options.sizes.size(); ++i) {
+    const int64_t size = options.sizes[i];
+    inputs[size] = torch::randn({options.batches[i], 3, size, size});
+    saved_inputs.insert(std::to_string(size), inputs[size]);
+    torch::NoGradGuard no_grad;
+    saved_logits.insert(std::to_string(size), model->forward(inputs[size].slice(0, 0, 2)));
+  }
+
+  char pattern[] = "/tmp/xfer_model_bench_XXXXXX";
+  if (mkdtemp(pattern) == nullptr) {
+    spdlog::error("mkdtemp failed");
+    return 1;
+  }
+  const std::filesystem::path dir = pattern;
+  models::write_state_dict_file(models::model_state_dict(*model), (dir / "b0.pt").string());
+  models::write_file_atomically(torch::pickle_save(saved_inputs), (dir / "inputs.pt").string());
+  models::write_file_atomically(torch::pickle_save(saved_logits),
+                                (dir / "inputs_logits.pt").string());
+
+  std::vector<torch::Tensor> initial;
+  for (const auto& item : models::model_state_dict(*model)) initial.push_back(item.value().clone());
+  // Every pass once before anything is timed: the first passes at a new size
+  // pay for page faults and allocator growth (2x at 224 px here) that a
+  // long-running job never sees again. The Python side does the same.
+  {
+    BenchOptions once = options;
+    once.warmup = 0;
+    once.iterations = 1;
+    Timings discarded;
+    time_ours(once, model, inputs, discarded);
+  }
+  Timings ours;
+  Timings theirs;
+  std::map<std::string, double> checks;
+  bool tv_ok = true;
+  for (int round = 1; round <= options.rounds; ++round) {
+    spdlog::info("round {}/{}: ours, EfficientNet-B0, {} classes, {} threads, {}", round,
+                 options.rounds, options.num_classes, options.threads,
+                 options.channels_last ? "channels-last" : "NCHW");
+    // Train-mode passes move BatchNorm's running statistics, and eval speed
+    // depends on them (activation magnitudes, denormals): every round starts
+    // from the saved weights, as the torchvision process does.
+    restore(model, initial);
+    time_ours(options, model, inputs, ours);
+    if (!options.skip_torchvision && tv_ok) {
+      spdlog::info("round {}/{}: torchvision, {}", round, options.rounds, XFER_TORCHVISION_BENCH);
+      tv_ok = time_torchvision(options, dir, theirs, checks);
+    }
+  }
+  std::filesystem::remove_all(dir);
+
+  std::printf(
+      "EfficientNet-B0 (%lld classes), %d threads, %s, median of %d iterations (%d rounds)\n",
+      static_cast<long long>(options.num_classes), options.threads,
+      options.channels_last ? "channels-last" : "NCHW", options.rounds * options.iterations,
+      options.rounds);
+  for (const auto& [size, error] : checks) {
+    std::printf("  same weights, same input: eval logits at %s px differ by %.3g (relative)\n",
+                size.c_str(), error);
+  }
+  std::printf("| size | batch | pass | ours img/s | torchvision img/s | ours / torchvision |\n");
+  std::printf("|---:|---:|---|---:|---:|---:|\n");
+  for (size_t i = 0; i < options.sizes.size(); ++i) {
+    for (const char* mode : {"fwd", "fwdbwd"}) {
+      const std::string key = std::string(mode) + " " + std::to_string(options.sizes[i]);
+      const double batch = static_cast<double>(options.batches[i]);
+      const double ours_rate = batch / median(ours.at(key));
+      const auto it = theirs.find(key);
+      if (it == theirs.end()) {
+        std::printf("| %lld | %lld | %s | %.1f | - | - |\n",
+                    static_cast<long long>(options.sizes[i]),
+                    static_cast<long long>(options.batches[i]),
+                    mode == std::string("fwd") ? "forward" : "forward+backward", ours_rate);
+      } else {
+        const double theirs_rate = batch / median(it->second);
+        std::printf("| %lld | %lld | %s | %.1f | %.1f | %.2f |\n",
+                    static_cast<long long>(options.sizes[i]),
+                    static_cast<long long>(options.batches[i]),
+                    mode == std::string("fwd") ? "forward" : "forward+backward", ours_rate,
+                    theirs_rate, ours_rate / theirs_rate);
+      }
+    }
+  }
+  return tv_ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BenchOptions options;
+  CLI::App app{"Our EfficientNet-B0 vs torchvision's: forward and forward+backward img/s"};
+  xfer::common::add_config_flag(app);
+  app.add_option("--sizes", options.sizes, "Image sides")->delimiter(',')->capture_default_str();
+  app.add_option("--batches", options.batches, "Batch per size")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--threads", options.threads, "Intra-op threads, both sides")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--rounds", options.rounds, "Rounds, alternating ours and torchvision's")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--iterations", options.iterations, "Timed iterations per figure and round")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--warmup", options.warmup, "Untimed iterations first")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--num-classes", options.num_classes, "Classifier width")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("--channels-last", options.channels_last, "NHWC memory format on both sides");
+  app.add_option("--python", options.python, "Python with torchvision")->capture_default_str();
+  app.add_flag("--skip-torchvision", options.skip_torchvision, "Time ours only");
+  if (auto exit_code = xfer::common::parse_flags(app, argc, argv)) return *exit_code;
+  xfer::common::init_logging({"model_bench", std::nullopt, "info"});
+  return run(options);
+}
