@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--checkpoint-dir", options.checkpoint_dir, "Where checkpoints are stored")
       ->required();
-  app.add_option("--state-dir", options.state_dir, "Metrics history and run records")->required();
+  app.add_option("--state-dir", options.state_dir, "Metrics history, run records and run reports")
+      ->required();
   app.add_option("--token-file", options.token_file, "File holding the admin token");
   app.add_option("--read-token-file", options.read_token_file,
                  "File holding the read-only (monitoring) token");

@@ -363,17 +363,31 @@ std::vector<CheckpointRecord> CheckpointStore::list_all() const {
   return out;
 }
 
-std::optional<CheckpointRecord> CheckpointStore::best(const std::string& run) const {
+namespace {
+// The records of `phase` (all when it is empty).
+std::vector<CheckpointRecord> of_phase(std::vector<CheckpointRecord> records,
+                                       const std::string& phase) {
+  if (phase.empty()) return records;
+  records.erase(std::remove_if(records.begin(), records.end(),
+                               [&](const CheckpointRecord& r) { return r.meta.phase != phase; }),
+                records.end());
+  return records;
+}
+}  // namespace
+
+std::optional<CheckpointRecord> CheckpointStore::best(const std::string& run,
+                                                      const std::string& phase) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const auto records = run_records(run);
+  const auto records = of_phase(run_records(run), phase);
   if (records.empty()) return std::nullopt;
   return *std::min_element(records.begin(), records.end(),
                            [](const auto& a, const auto& b) { return ranks_better(a, b); });
 }
 
-std::optional<CheckpointRecord> CheckpointStore::latest(const std::string& run) const {
+std::optional<CheckpointRecord> CheckpointStore::latest(const std::string& run,
+                                                        const std::string& phase) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const auto records = run_records(run);
+  const auto records = of_phase(run_records(run), phase);
   if (records.empty()) return std::nullopt;
   return *std::max_element(records.begin(), records.end(),
                            [](const auto& a, const auto& b) { return is_later(b, a); });

@@ -28,7 +28,8 @@
 // the errno text and what was expected. A failed put stores nothing and
 // leaves the previous checkpoints intact.
 //
-// Retention runs at each commit, for the committed checkpoint's run only;
+// Retention (retention.h: the best keep_best of each phase plus the last
+// keep_last) runs at each commit, for the committed checkpoint's run only;
 // changed keep_best/keep_last counts take effect at a run's next commit.
 //
 // One store per folder: there is no cross-process lock, and a second store
@@ -141,9 +142,11 @@ class CheckpointStore {
   // Every checkpoint of every run, in commit order.
   std::vector<CheckpointRecord> list_all() const;
   // The best by metric and direction (NaN ranks last; ties: the earlier).
-  std::optional<CheckpointRecord> best(const std::string& run) const;
-  // The highest (epoch, step); ties: the newest commit.
-  std::optional<CheckpointRecord> latest(const std::string& run) const;
+  // A non-empty `phase` considers only checkpoints whose meta.phase equals it.
+  std::optional<CheckpointRecord> best(const std::string& run, const std::string& phase = "") const;
+  // The highest (epoch, step); ties: the newest commit. `phase` as for best().
+  std::optional<CheckpointRecord> latest(const std::string& run,
+                                         const std::string& phase = "") const;
   std::optional<CheckpointRecord> find(const std::string& id) const;
 
   // The whole blob, returned only after its SHA-256 matched the manifest.

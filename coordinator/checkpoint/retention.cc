@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <tuple>
 
 namespace xfer::coordinator::checkpoint {
@@ -30,9 +31,18 @@ std::unordered_set<std::string> retained_ids(const std::vector<CheckpointRecord>
   const auto take_first = [&](int count) {
     for (int i = 0; i < count && i < static_cast<int>(order.size()); ++i) keep.insert(order[i]->id);
   };
-  std::sort(order.begin(), order.end(),
-            [](const auto* a, const auto* b) { return ranks_better(*a, *b); });
-  take_first(keep_best);
+  // Best per phase: fine-tuning ranks by the same validation loss as head
+  // training, and the job restores the best head checkpoint before it
+  // fine-tunes, so a better fine-tuning checkpoint must not push it out.
+  std::map<std::string, std::vector<const CheckpointRecord*>> by_phase;
+  for (const auto* record : order) by_phase[record->meta.phase].push_back(record);
+  for (auto& [phase, ranked] : by_phase) {
+    std::sort(ranked.begin(), ranked.end(),
+              [](const auto* a, const auto* b) { return ranks_better(*a, *b); });
+    for (int i = 0; i < keep_best && i < static_cast<int>(ranked.size()); ++i) {
+      keep.insert(ranked[static_cast<std::size_t>(i)]->id);
+    }
+  }
   std::sort(order.begin(), order.end(),
             [](const auto* a, const auto* b) { return is_later(*a, *b); });
   take_first(keep_last);

@@ -20,8 +20,9 @@ bool ranks_better(const CheckpointRecord& a, const CheckpointRecord& b);
 // commit is the later one.
 bool is_later(const CheckpointRecord& a, const CheckpointRecord& b);
 
-// The ids retention keeps among `records` (one run): the best `keep_best`,
-// the last `keep_last`, and `always_keep` (the checkpoint just committed).
+// The ids retention keeps among `records` (one run): the best `keep_best`
+// of each phase (meta.phase), the last `keep_last` overall, and
+// `always_keep` (the checkpoint just committed).
 std::unordered_set<std::string> retained_ids(const std::vector<CheckpointRecord>& records,
                                              int keep_best, int keep_last,
                                              const std::string& always_keep);

@@ -124,6 +124,24 @@ v1::StatusResponse CoordinatorClient::get_status(const std::string& run) {
       });
 }
 
+v1::PutReportResponse CoordinatorClient::put_report(const v1::RunReport& report) {
+  return call_unary<v1::PutReportResponse>(
+      *connection_, "PutReport", kIdempotent,
+      [&](grpc::ClientContext* context, v1::PutReportResponse* response) {
+        return connection_->runs().PutReport(context, report, response);
+      });
+}
+
+v1::RunReport CoordinatorClient::get_report(const std::string& run) {
+  v1::GetReportRequest request;
+  request.set_run(run);
+  return call_unary<v1::RunReport>(*connection_, "GetReport", kIdempotent,
+                                   [&](grpc::ClientContext* context, v1::RunReport* response) {
+                                     return connection_->runs().GetReport(context, request,
+                                                                          response);
+                                   });
+}
+
 // ---------------------------------------------------------------- metrics
 
 v1::ReportAck CoordinatorClient::report(const v1::MetricsReport& report) {
@@ -172,9 +190,11 @@ v1::ListCheckpointsResponse CoordinatorClient::list_checkpoints(const std::strin
       });
 }
 
-v1::CheckpointInfo CoordinatorClient::best_checkpoint(const std::string& run) {
+v1::CheckpointInfo CoordinatorClient::best_checkpoint(const std::string& run,
+                                                      const std::string& phase) {
   v1::RunCheckpointRequest request;
   request.set_run(run);
+  request.set_phase(phase);
   return call_unary<v1::CheckpointInfo>(
       *connection_, "Best", kIdempotent,
       [&](grpc::ClientContext* context, v1::CheckpointInfo* response) {
@@ -182,9 +202,11 @@ v1::CheckpointInfo CoordinatorClient::best_checkpoint(const std::string& run) {
       });
 }
 
-v1::CheckpointInfo CoordinatorClient::latest_checkpoint(const std::string& run) {
+v1::CheckpointInfo CoordinatorClient::latest_checkpoint(const std::string& run,
+                                                        const std::string& phase) {
   v1::RunCheckpointRequest request;
   request.set_run(run);
+  request.set_phase(phase);
   return call_unary<v1::CheckpointInfo>(
       *connection_, "Latest", kIdempotent,
       [&](grpc::ClientContext* context, v1::CheckpointInfo* response) {

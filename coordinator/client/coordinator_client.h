@@ -13,6 +13,8 @@
 //
 // Idempotency, which decides whether a DEADLINE_EXCEEDED is retried:
 //   idempotent:     GetDatasetInfo, ResolveSplit, GetRun, ListRuns, GetStatus,
+//                   PutReport (a repeat stores the same report again: only
+//                   created_unix_ms and `replaced` differ), GetReport,
 //                   EndRun (the server answers a repeat with the same state),
 //                   Report (the server dedups by its key), History, Ranks,
 //                   List, Best, Latest, Get, Put (dedup by upload_id),
@@ -171,6 +173,13 @@ class CoordinatorClient {
   v1::Run end_run(const std::string& name, v1::RunState state, const std::string& message);
   // `run` empty: every run.
   v1::StatusResponse get_status(const std::string& run = "");
+  // Stores the run's final evaluation (the test split), replacing an earlier
+  // one (response.replaced()). Admin token. INVALID_ARGUMENT names an
+  // inconsistent field (sizes, supports vs confusion rows, fractions).
+  v1::PutReportResponse put_report(const v1::RunReport& report);
+  // NOT_FOUND for an unknown run or one without a report yet; DATA_LOSS when
+  // the coordinator's copy is damaged.
+  v1::RunReport get_report(const std::string& run);
 
   // ---- MetricsService
   v1::ReportAck report(const v1::MetricsReport& report);
@@ -198,8 +207,12 @@ class CoordinatorClient {
                                 const std::string& expected_sha256 = "");
 
   v1::ListCheckpointsResponse list_checkpoints(const std::string& run);
-  v1::CheckpointInfo best_checkpoint(const std::string& run);
-  v1::CheckpointInfo latest_checkpoint(const std::string& run);
+  // The best (by the run's metric) and the latest (highest epoch, step)
+  // checkpoint; with a non-empty `phase`, among that phase's checkpoints
+  // only (NOT_FOUND when it has none), e.g. the best "head" checkpoint to
+  // restore before fine-tuning.
+  v1::CheckpointInfo best_checkpoint(const std::string& run, const std::string& phase = "");
+  v1::CheckpointInfo latest_checkpoint(const std::string& run, const std::string& phase = "");
   void delete_checkpoint(const std::string& id);
 
  private:

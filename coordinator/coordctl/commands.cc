@@ -100,9 +100,11 @@ void define_flags(CLI::App& app, CommandLine& line) {
   list->callback([&c] { c.kind = CommandKind::kCheckpointsList; });
   auto* best = checkpoints->add_subcommand("best", "The best checkpoint of a run by its metric");
   best->add_option("run", c.run, "Run name")->required();
+  best->add_option("--phase", c.phase, "Only checkpoints of this phase (full, head, finetune)");
   best->callback([&c] { c.kind = CommandKind::kCheckpointsBest; });
   auto* latest = checkpoints->add_subcommand("latest", "The latest checkpoint of a run");
   latest->add_option("run", c.run, "Run name")->required();
+  latest->add_option("--phase", c.phase, "Only checkpoints of this phase (full, head, finetune)");
   latest->callback([&c] { c.kind = CommandKind::kCheckpointsLatest; });
   auto* get = checkpoints->add_subcommand("get", "Download a checkpoint (written atomically)");
   get->add_option("id", c.id, "Checkpoint id")->required();
@@ -116,6 +118,12 @@ void define_flags(CLI::App& app, CommandLine& line) {
   auto* del = checkpoints->add_subcommand("delete", "Delete a checkpoint (admin token)");
   del->add_option("id", c.id, "Checkpoint id")->required();
   del->callback([&c] { c.kind = CommandKind::kCheckpointsDelete; });
+
+  auto* report = app.add_subcommand(
+      "report", "A run's final test report: loss, top-1/3, per-class scores, confusion matrix");
+  report->add_option("run", c.run, "Run name")->required();
+  report->add_flag("--confusion", c.confusion, "Also print the confusion matrix");
+  report->callback([&c] { c.kind = CommandKind::kReport; });
 }
 
 int watch_run(const CommandLine& line, client::CoordinatorClient& client, std::ostream& out) {
@@ -254,8 +262,9 @@ int execute(const CommandLine& line, client::CoordinatorClient& client, std::ost
     }
     case CommandKind::kCheckpointsBest:
     case CommandKind::kCheckpointsLatest: {
-      const auto info = c.kind == CommandKind::kCheckpointsBest ? client.best_checkpoint(c.run)
-                                                                : client.latest_checkpoint(c.run);
+      const auto info = c.kind == CommandKind::kCheckpointsBest
+                            ? client.best_checkpoint(c.run, c.phase)
+                            : client.latest_checkpoint(c.run, c.phase);
       if (json) {
         print_json(out, checkpoint_json(info));
       } else {
@@ -265,6 +274,15 @@ int execute(const CommandLine& line, client::CoordinatorClient& client, std::ost
     }
     case CommandKind::kCheckpointsGet:
       return get_checkpoint(line, client, out, err);
+    case CommandKind::kReport: {
+      const auto report = client.get_report(c.run);
+      if (json) {
+        print_json(out, report_json(report));
+      } else {
+        out << report_text(report, c.confusion);
+      }
+      return kExitOk;
+    }
     case CommandKind::kCheckpointsDelete:
       client.delete_checkpoint(c.id);
       if (json) {

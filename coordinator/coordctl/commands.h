@@ -4,7 +4,9 @@
 //
 //   coordctl [--coordinator ADDR] [--token-file F] [--tls-ca F] [--json] COMMAND
 //     status [RUN] | runs | metrics RUN [--csv] | ranks RUN | watch RUN
-//     checkpoints list RUN | best RUN | latest RUN | get ID -o FILE | delete ID
+//     checkpoints list RUN | best RUN [--phase P] | latest RUN [--phase P] |
+//                 get ID -o FILE | delete ID
+//     report RUN [--confusion]
 //
 // See docs/coordctl.md for every flag, the JSON fields and the exit codes.
 #pragma once
@@ -60,6 +62,7 @@ enum class CommandKind {
   kCheckpointsLatest,
   kCheckpointsGet,
   kCheckpointsDelete,
+  kReport,
 };
 
 struct Command {
@@ -72,6 +75,8 @@ struct Command {
   bool csv = false;           // metrics --csv
   double straggler_threshold = kDefaultStragglerThreshold;  // ranks --threshold
   std::int64_t from_sequence = 0;                           // watch --from
+  std::string phase;                                        // checkpoints best/latest --phase
+  bool confusion = false;                                   // report --confusion
 };
 
 struct CommandLine {

@@ -2,8 +2,10 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <vector>
 
 #include "coordinator/coordctl/table.h"
 
@@ -286,6 +288,62 @@ std::string checkpoint_details(const v1::CheckpointInfo& c) {
   out += fmt::format("created   {}\n", format_time_utc(c.created_unix_ms()));
   out += fmt::format("sha256    {}\n", c.sha256());
   return out;
+}
+
+std::string report_text(const v1::RunReport& r, bool confusion) {
+  std::string out;
+  out += "run:              " + r.run() + "\n";
+  out += "split:            " + r.split() + "\n";
+  out += "samples:          " + std::to_string(r.samples()) + "\n";
+  out += "checkpoint:       " + (r.checkpoint_id().empty() ? "-" : r.checkpoint_id()) + "\n";
+  out += "created:          " + format_time_utc(r.created_unix_ms()) + "\n";
+  out += "loss:             " + format_fixed(r.loss(), 4) + "\n";
+  out += "top-1:            " + format_percent(r.top1()) + "\n";
+  out += "top-3:            " + format_percent(r.top3()) + "\n";
+  out += "macro precision:  " + format_fixed(r.macro_precision(), 4) + "\n";
+  out += "macro recall:     " + format_fixed(r.macro_recall(), 4) + "\n";
+  out += "macro F1:         " + format_fixed(r.macro_f1(), 4) + "\n";
+  out += "weighted F1:      " + format_fixed(r.weighted_f1(), 4) + "\n\n";
+
+  // The server stores classes by index already; sorting keeps the table
+  // right for any report, e.g. one read from an older file.
+  std::vector<const v1::ClassMetrics*> classes;
+  for (const auto& c : r.classes()) classes.push_back(&c);
+  std::stable_sort(classes.begin(), classes.end(),
+                   [](const auto* a, const auto* b) { return a->index() < b->index(); });
+  Table table({{"index", Align::kRight},
+               {"label"},
+               {"precision", Align::kRight},
+               {"recall", Align::kRight},
+               {"f1", Align::kRight},
+               {"support", Align::kRight}});
+  for (const auto* c : classes) {
+    table.add_row({std::to_string(c->index()), c->label().empty() ? "-" : c->label(),
+                   format_fixed(c->precision(), 4), format_fixed(c->recall(), 4),
+                   format_fixed(c->f1(), 4), std::to_string(c->support())});
+  }
+  out += table.render();
+  if (confusion) out += "\n" + confusion_text(r);
+  return out;
+}
+
+std::string confusion_text(const v1::RunReport& r) {
+  const std::int64_t n = r.num_classes();
+  if (n < 1 || r.confusion_size() != n * n) {
+    return "confusion matrix: " + std::to_string(r.confusion_size()) + " counts for " +
+           std::to_string(n) + " classes (expected num_classes^2)\n";
+  }
+  std::vector<Table::Column> columns{{"true\\pred", Align::kRight}};
+  for (std::int64_t p = 0; p < n; ++p) columns.push_back({std::to_string(p), Align::kRight});
+  Table matrix(std::move(columns));
+  for (std::int64_t t = 0; t < n; ++t) {
+    std::vector<std::string> row{std::to_string(t)};
+    for (std::int64_t p = 0; p < n; ++p) {
+      row.push_back(std::to_string(r.confusion(static_cast<int>(t * n + p))));
+    }
+    matrix.add_row(std::move(row));
+  }
+  return "confusion matrix (rows: true class, columns: predicted)\n" + matrix.render();
 }
 
 }  // namespace xfer::coordinator::coordctl

@@ -62,4 +62,15 @@ std::string checkpoints_table(const std::vector<v1::CheckpointInfo>& checkpoints
 // Every field of one checkpoint.
 std::string checkpoint_details(const v1::CheckpointInfo& checkpoint);
 
+// ---- reports
+// The headline figures (run, split, samples, loss, top-1, top-3, macro
+// precision/recall/F1, weighted F1), then a per-class table (index, label,
+// precision, recall, F1, support) sorted by index; with `confusion`, then
+// confusion_text() too.
+std::string report_text(const v1::RunReport& report, bool confusion);
+// The confusion matrix as a table: rows the true class, columns the
+// predicted one, both by index. A matrix whose size is not num_classes^2 is
+// described instead of printed.
+std::string confusion_text(const v1::RunReport& report);
+
 }  // namespace xfer::coordinator::coordctl

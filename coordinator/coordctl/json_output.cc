@@ -1,6 +1,8 @@
 #include "coordinator/coordctl/json_output.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "coordinator/coordctl/format.h"
 
@@ -124,6 +126,45 @@ json download_json(const std::string& id, const client::DownloadResult& result) 
           {"size_bytes", result.size_bytes},
           {"sha256", result.sha256},
           {"verified", result.verified}};
+}
+
+json report_json(const v1::RunReport& r) {
+  std::vector<const v1::ClassMetrics*> by_index;
+  for (const auto& c : r.classes()) by_index.push_back(&c);
+  std::stable_sort(by_index.begin(), by_index.end(),
+                   [](const auto* a, const auto* b) { return a->index() < b->index(); });
+  json classes = json::array();
+  for (const auto* c : by_index) {
+    classes.push_back({{"index", c->index()},
+                       {"label", c->label()},
+                       {"precision", number(c->precision())},
+                       {"recall", number(c->recall())},
+                       {"f1", number(c->f1())},
+                       {"support", c->support()}});
+  }
+  // Row t holds the counts of true class t by predicted class; a matrix of
+  // the wrong size (never stored by the server) is cut to whole rows.
+  json confusion = json::array();
+  const std::int64_t n = r.num_classes();
+  for (std::int64_t t = 0; n > 0 && (t + 1) * n <= r.confusion_size(); ++t) {
+    confusion.push_back(json(std::vector<std::int64_t>(r.confusion().begin() + t * n,
+                                                       r.confusion().begin() + (t + 1) * n)));
+  }
+  return {{"run", r.run()},
+          {"split", r.split()},
+          {"checkpoint_id", r.checkpoint_id()},
+          {"samples", r.samples()},
+          {"loss", number(r.loss())},
+          {"top1", number(r.top1())},
+          {"top3", number(r.top3())},
+          {"num_classes", r.num_classes()},
+          {"macro_precision", number(r.macro_precision())},
+          {"macro_recall", number(r.macro_recall())},
+          {"macro_f1", number(r.macro_f1())},
+          {"weighted_f1", number(r.weighted_f1())},
+          {"created_unix_ms", r.created_unix_ms()},
+          {"classes", std::move(classes)},
+          {"confusion", std::move(confusion)}};
 }
 
 }  // namespace xfer::coordinator::coordctl

@@ -21,6 +21,9 @@ nlohmann::json event_json(const v1::MetricsEvent& event);
 nlohmann::json checkpoint_json(const v1::CheckpointInfo& checkpoint);
 nlohmann::json checkpoints_json(const std::string& run,
                                 const v1::ListCheckpointsResponse& checkpoints);
+// Every field of the report; "classes" by index, "confusion" as an array
+// of num_classes rows (true class), each of num_classes counts (predicted).
+nlohmann::json report_json(const v1::RunReport& report);
 nlohmann::json download_json(const std::string& id, const client::DownloadResult& result);
 
 }  // namespace xfer::coordinator::coordctl

@@ -76,7 +76,9 @@ grpc::Status CheckpointServiceImpl::Put(grpc::ServerContext* context,
     return {grpc::StatusCode::INVALID_ARGUMENT,
             "Put: the first message carries data (expected meta first)"};
   }
-  const v1::CheckpointMeta& wire = chunk.meta();
+  // A copy: the Read() of the data chunks below reuses `chunk`, which frees
+  // its meta (a oneof), so a reference would dangle by the total_bytes check.
+  const v1::CheckpointMeta wire = chunk.meta();
   if (!runs_.get(wire.run())) return unknown_run("Put", wire.run());
   if (wire.direction() != v1::METRIC_DIRECTION_MINIMIZE &&
       wire.direction() != v1::METRIC_DIRECTION_MAXIMIZE) {
@@ -165,9 +167,11 @@ grpc::Status CheckpointServiceImpl::Best(grpc::ServerContext* context,
                                          v1::CheckpointInfo* response) {
   if (auto status = auth_.check(*context, Role::kRead, "Best"); !status.ok()) return status;
   if (!runs_.get(request->run())) return unknown_run("Best", request->run());
-  const auto record = store_.best(request->run());
+  const auto record = store_.best(request->run(), request->phase());
   if (!record) {
-    return {grpc::StatusCode::NOT_FOUND, "Best: run '" + request->run() + "' has no checkpoint"};
+    return {grpc::StatusCode::NOT_FOUND,
+            "Best: run '" + request->run() + "' has no checkpoint" +
+                (request->phase().empty() ? "" : " of phase '" + request->phase() + "'")};
   }
   *response = to_proto(*record);
   return grpc::Status::OK;
@@ -178,9 +182,11 @@ grpc::Status CheckpointServiceImpl::Latest(grpc::ServerContext* context,
                                            v1::CheckpointInfo* response) {
   if (auto status = auth_.check(*context, Role::kRead, "Latest"); !status.ok()) return status;
   if (!runs_.get(request->run())) return unknown_run("Latest", request->run());
-  const auto record = store_.latest(request->run());
+  const auto record = store_.latest(request->run(), request->phase());
   if (!record) {
-    return {grpc::StatusCode::NOT_FOUND, "Latest: run '" + request->run() + "' has no checkpoint"};
+    return {grpc::StatusCode::NOT_FOUND,
+            "Latest: run '" + request->run() + "' has no checkpoint" +
+                (request->phase().empty() ? "" : " of phase '" + request->phase() + "'")};
   }
   *response = to_proto(*record);
   return grpc::Status::OK;

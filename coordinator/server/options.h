@@ -21,7 +21,8 @@ struct CoordinatorOptions {
   // Where checkpoint blobs and their manifest live. REQUIRES: non-empty.
   std::string checkpoint_dir;
 
-  // Metrics history, run records. REQUIRES: non-empty.
+  // Metrics history (metrics/), run records (runs.json), run reports
+  // (reports/). REQUIRES: non-empty.
   std::string state_dir;
 
   // Admin token (every RPC) and read-only token (monitoring RPCs), one per

@@ -15,9 +15,14 @@ grpc::Status to_status(std::variant<v1::Run, RunError> result, v1::Run* response
 }
 
 RunServiceImpl::RunServiceImpl(RunRegistry& runs, const DatasetRegistry& datasets,
-                               metrics::MetricsStore& metrics, RecentErrors& errors,
-                               const Authorizer& auth)
-    : runs_(runs), datasets_(datasets), metrics_(metrics), errors_(errors), auth_(auth) {}
+                               metrics::MetricsStore& metrics, ReportStore& reports,
+                               RecentErrors& errors, const Authorizer& auth)
+    : runs_(runs),
+      datasets_(datasets),
+      metrics_(metrics),
+      reports_(reports),
+      errors_(errors),
+      auth_(auth) {}
 
 grpc::Status RunServiceImpl::StartRun(grpc::ServerContext* context,
                                       const v1::StartRunRequest* request, v1::Run* response) {
@@ -80,6 +85,49 @@ grpc::Status RunServiceImpl::GetStatus(grpc::ServerContext* context,
   for (const auto& name : datasets_.names()) response->add_datasets(name);
   for (const auto& error : errors_.list()) response->add_errors(error);
   response->set_version(XFER_VERSION);
+  return grpc::Status::OK;
+}
+
+grpc::Status RunServiceImpl::PutReport(grpc::ServerContext* context, const v1::RunReport* request,
+                                       v1::PutReportResponse* response) {
+  if (auto status = auth_.check(*context, Role::kAdmin, "PutReport"); !status.ok()) return status;
+  if (!runs_.get(request->run())) {
+    return {grpc::StatusCode::NOT_FOUND, "PutReport: no run '" + request->run() + "'"};
+  }
+  if (auto problem = invalid_report(*request)) {
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "PutReport: report of run '" + request->run() + "': " + *problem};
+  }
+  try {
+    response->set_replaced(reports_.put(*request));
+  } catch (const checkpoint::FilesystemError& e) {
+    errors_.add("run " + request->run() + ": report not stored: " + e.what());
+    return {grpc::StatusCode::UNAVAILABLE, std::string("PutReport: ") + e.what()};
+  }
+  spdlog::info("run {}: report {} ({} classes, {} samples of '{}', loss {:.4f}, top-1 {:.4f})",
+               request->run(), response->replaced() ? "replaced" : "stored", request->num_classes(),
+               request->samples(), request->split(), request->loss(), request->top1());
+  return grpc::Status::OK;
+}
+
+grpc::Status RunServiceImpl::GetReport(grpc::ServerContext* context,
+                                       const v1::GetReportRequest* request,
+                                       v1::RunReport* response) {
+  if (auto status = auth_.check(*context, Role::kRead, "GetReport"); !status.ok()) return status;
+  if (!runs_.get(request->run())) {
+    return {grpc::StatusCode::NOT_FOUND, "GetReport: no run '" + request->run() + "'"};
+  }
+  try {
+    auto report = reports_.get(request->run());
+    if (!report) {
+      return {grpc::StatusCode::NOT_FOUND,
+              "GetReport: run '" + request->run() + "' has no report yet"};
+    }
+    *response = std::move(*report);
+  } catch (const DamagedReportError& e) {
+    errors_.add(std::string("GetReport: ") + e.what());
+    return {grpc::StatusCode::DATA_LOSS, std::string("GetReport: ") + e.what()};
+  }
   return grpc::Status::OK;
 }
 

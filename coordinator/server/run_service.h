@@ -5,6 +5,7 @@
 #include "coordinator/server/auth.h"
 #include "coordinator/server/dataset_registry.h"
 #include "coordinator/server/recent_errors.h"
+#include "coordinator/server/report_store.h"
 #include "coordinator/server/run_registry.h"
 #include "xfer/v1/coordinator.grpc.pb.h"
 
@@ -14,7 +15,7 @@ class RunServiceImpl final : public v1::RunService::Service {
  public:
   // Every argument must outlive the service.
   RunServiceImpl(RunRegistry& runs, const DatasetRegistry& datasets, metrics::MetricsStore& metrics,
-                 RecentErrors& errors, const Authorizer& auth);
+                 ReportStore& reports, RecentErrors& errors, const Authorizer& auth);
 
   grpc::Status StartRun(grpc::ServerContext* context, const v1::StartRunRequest* request,
                         v1::Run* response) override;
@@ -26,11 +27,20 @@ class RunServiceImpl final : public v1::RunService::Service {
                       v1::Run* response) override;
   grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
                          v1::StatusResponse* response) override;
+  // Admin role. NOT_FOUND for an unknown run, INVALID_ARGUMENT (naming the
+  // field) for an inconsistent report, UNAVAILABLE when it cannot be written.
+  grpc::Status PutReport(grpc::ServerContext* context, const v1::RunReport* request,
+                         v1::PutReportResponse* response) override;
+  // Read role. NOT_FOUND for an unknown run or one without a report,
+  // DATA_LOSS (naming the file) for a damaged report file.
+  grpc::Status GetReport(grpc::ServerContext* context, const v1::GetReportRequest* request,
+                         v1::RunReport* response) override;
 
  private:
   RunRegistry& runs_;
   const DatasetRegistry& datasets_;
   metrics::MetricsStore& metrics_;
+  ReportStore& reports_;
   RecentErrors& errors_;
   const Authorizer& auth_;
 };

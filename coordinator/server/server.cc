@@ -17,6 +17,7 @@
 #include "coordinator/server/dataset_registry.h"
 #include "coordinator/server/metrics_service.h"
 #include "coordinator/server/recent_errors.h"
+#include "coordinator/server/report_store.h"
 #include "coordinator/server/run_registry.h"
 #include "coordinator/server/run_service.h"
 
@@ -102,6 +103,7 @@ struct Coordinator::State {
   RunRegistry runs;
   metrics::MetricsStore metrics;
   checkpoint::CheckpointStore checkpoints;
+  ReportStore reports;
   RecentErrors errors;
   DataServiceImpl data_service;
   RunServiceImpl run_service;
@@ -121,8 +123,9 @@ Coordinator::State::State(const CoordinatorOptions& opts)
       runs(opts.state_dir),
       metrics(metrics::MetricsStoreOptions{fs::path(opts.state_dir) / "metrics"}),
       checkpoints(opts.checkpoint_dir, checkpoint_options(opts)),
+      reports(opts.state_dir),
       data_service(datasets, runs, auth, opts.max_batch_size),
-      run_service(runs, datasets, metrics, errors, auth),
+      run_service(runs, datasets, metrics, reports, errors, auth),
       metrics_service(metrics, runs, errors, auth),
       checkpoint_service(checkpoints, runs, errors, auth, kCheckpointChunkBytes) {}
 
@@ -131,6 +134,9 @@ Coordinator::Coordinator(const CoordinatorOptions& options) {
   ensure_directory(options.checkpoint_dir, "--checkpoint-dir");
   ensure_directory(options.state_dir, "--state-dir");
   state_ = std::make_unique<State>(options);
+  // A damaged report costs that run its report (GetReport answers DATA_LOSS),
+  // not the whole coordinator: say so where `coordctl status` shows it.
+  for (const auto& problem : state_->reports.damaged_at_open()) state_->errors.add(problem);
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (!options.tls_cert_file.empty()) {

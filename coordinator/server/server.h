@@ -15,9 +15,10 @@ namespace xfer::coordinator::server {
 class Coordinator {
  public:
   // Validates the options, loads every dataset, opens (and recovers) the
-  // checkpoint store, the metrics history and the run registry, and starts
-  // serving. Throws std::invalid_argument / std::runtime_error /
-  // dataset::FormatError naming what was wrong; nothing is left listening
+  // checkpoint store, the metrics history, the run registry and the run
+  // reports, and starts serving. A damaged report file does not stop it: it
+  // is logged and listed in GetStatus' errors. Throws std::invalid_argument /
+  // std::runtime_error / dataset::FormatError naming what was wrong; nothing is left listening
   // when it throws.
   explicit Coordinator(const CoordinatorOptions& options);
   ~Coordinator();

@@ -142,6 +142,50 @@ TEST(CheckpointStoreTest, ListBestLatest) {
   EXPECT_EQ(store.best("other")->id, other.id);
 }
 
+CheckpointMeta phase_meta(const std::string& phase, std::int64_t epoch, double metric) {
+  CheckpointMeta meta = make_meta("job", epoch, metric);
+  meta.phase = phase;
+  return meta;
+}
+
+TEST(CheckpointStoreTest, BestAndLatestOfOnePhase) {
+  TempDir tmp;
+  CheckpointStore store(tmp.store(), keep(10, 10));
+  put(store, phase_meta("head", 1, 2.0), "h1");
+  const auto h2 = put(store, phase_meta("head", 2, 1.5), "h2");
+  const auto f3 = put(store, phase_meta("finetune", 3, 1.0), "f3");
+  const auto f4 = put(store, phase_meta("finetune", 4, 1.2), "f4");
+  EXPECT_EQ(store.best("job")->id, f3.id);
+  EXPECT_EQ(store.best("job", "")->id, f3.id);  // empty: any phase
+  EXPECT_EQ(store.best("job", "head")->id, h2.id);
+  EXPECT_EQ(store.best("job", "finetune")->id, f3.id);
+  EXPECT_EQ(store.latest("job")->id, f4.id);
+  EXPECT_EQ(store.latest("job", "head")->id, h2.id);
+  EXPECT_EQ(store.latest("job", "finetune")->id, f4.id);
+  EXPECT_FALSE(store.best("job", "full").has_value());
+  EXPECT_FALSE(store.latest("job", "full").has_value());
+  EXPECT_FALSE(store.best("ghost", "head").has_value());
+}
+
+TEST(CheckpointStoreTest, RetentionKeepsTheBestOfEachPhaseAcrossARestart) {
+  TempDir tmp;
+  std::string best_head;
+  {
+    CheckpointStore store(tmp.store(), keep(1, 1));
+    put(store, phase_meta("head", 1, 2.0), "h1");
+    best_head = put(store, phase_meta("head", 2, 1.5), "h2").id;
+    put(store, phase_meta("head", 3, 1.7), "h3");
+    const auto f4 = put(store, phase_meta("finetune", 4, 1.0), "f4");  // better than any head
+    put(store, phase_meta("finetune", 5, 1.1), "f5");
+    const auto f6 = put(store, phase_meta("finetune", 6, 1.2), "f6");
+    // Best head (h2), best finetune (f4), last (f6).
+    EXPECT_THAT(ids_of(store.list("job")), ElementsAre(best_head, f4.id, f6.id));
+  }
+  CheckpointStore reopened(tmp.store(), keep(1, 1));
+  EXPECT_EQ(reopened.best("job", "head")->id, best_head);
+  EXPECT_EQ(reopened.read_verified(best_head), "h2");
+}
+
 TEST(CheckpointStoreTest, LatestTieGoesToTheNewestCommit) {
   TempDir tmp;
   CheckpointStore store(tmp.store(), keep(10, 10));
@@ -466,6 +510,40 @@ TEST(RetentionTest, NanRanksLastEitherWay) {
     EXPECT_FALSE(ranks_better(nan, number));
     EXPECT_THAT(retained_ids({number, nan}, 1, 0, "n"), UnorderedElementsAre("n"));
   }
+}
+
+CheckpointRecord phase_record(const std::string& id, const std::string& phase, std::int64_t epoch,
+                              double value) {
+  CheckpointRecord r;
+  r.id = id;
+  r.meta = make_meta("job", epoch, value);
+  r.meta.phase = phase;
+  r.sequence = epoch;
+  return r;
+}
+
+TEST(RetentionTest, KeepsTheBestOfEachPhasePlusTheLastOverall) {
+  // Fine-tuning beats every head checkpoint, yet the best head one stays:
+  // the job restores it before it fine-tunes.
+  const std::vector<CheckpointRecord> records{
+      phase_record("h1", "head", 1, 2.0),     phase_record("h2", "head", 2, 1.5),
+      phase_record("h3", "head", 3, 1.7),     phase_record("f4", "finetune", 4, 1.0),
+      phase_record("f5", "finetune", 5, 1.1), phase_record("f6", "finetune", 6, 1.2)};
+  EXPECT_THAT(retained_ids(records, 1, 1, "f6"), UnorderedElementsAre("h2", "f4", "f6"));
+  EXPECT_THAT(retained_ids(records, 2, 0, "f6"),
+              UnorderedElementsAre("h2", "h3", "f4", "f5", "f6"));
+  // The last keep_last are counted over all phases, not per phase.
+  EXPECT_THAT(retained_ids(records, 0, 2, "f6"), UnorderedElementsAre("f5", "f6"));
+  // One phase only: as before phases existed.
+  const std::vector<CheckpointRecord> head{records[0], records[1], records[2]};
+  EXPECT_THAT(retained_ids(head, 1, 1, "h3"), UnorderedElementsAre("h2", "h3"));
+}
+
+TEST(RetentionTest, AnEmptyPhaseIsAPhaseOfItsOwn) {
+  const std::vector<CheckpointRecord> records{phase_record("a", "", 1, 0.5),
+                                              phase_record("b", "head", 2, 0.9),
+                                              phase_record("c", "head", 3, 0.95)};
+  EXPECT_THAT(retained_ids(records, 1, 0, "c"), UnorderedElementsAre("a", "b", "c"));
 }
 
 }  // namespace

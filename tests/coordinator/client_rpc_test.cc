@@ -97,6 +97,51 @@ TEST(ClientDeadlineTest, IdempotentCallIsRepeatedAfterADeadline) {
   EXPECT_EQ(error.attempts(), fake.runs.get_calls.load());
 }
 
+TEST(ClientReportTest, PutAndGetRoundTripAndASecondPutReplaces) {
+  FakeCoordinator fake;
+  CoordinatorClient client(fast_options(fake.address()));
+  v1::RunReport report;
+  report.set_run("r1");
+  report.set_num_classes(2);
+  report.set_top1(0.75);
+  EXPECT_FALSE(client.put_report(report).replaced());
+  EXPECT_TRUE(client.put_report(report).replaced());
+  const v1::RunReport got = client.get_report("r1");
+  EXPECT_EQ(got.run(), "r1");
+  EXPECT_DOUBLE_EQ(got.top1(), 0.75);
+  const RpcError error = expect_rpc_error([&] { client.get_report("r2"); });
+  EXPECT_EQ(error.code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(error.method(), "GetReport");
+  EXPECT_EQ(error.server_message(), "GetReport: run 'r2' has no report yet");
+}
+
+TEST(ClientReportTest, PutReportIsIdempotentSoItIsRepeatedAfterADeadline) {
+  FakeCoordinator fake;
+  fake.runs.put_report_hangs = 1;
+  ClientOptions options = fast_options(fake.address());
+  options.call_deadline = std::chrono::milliseconds(100);
+  CoordinatorClient client(options);
+  v1::RunReport report;
+  report.set_run("r1");
+  EXPECT_FALSE(client.put_report(report).replaced());
+  EXPECT_EQ(fake.runs.put_report_calls.load(), 2);
+}
+
+TEST(ClientCheckpointPhaseTest, BestAndLatestSendThePhase) {
+  FakeCoordinator fake;
+  CoordinatorClient client(fast_options(fake.address()));
+  EXPECT_EQ(client.best_checkpoint("r1").id(), "best-head");
+  EXPECT_EQ(client.best_checkpoint("r1", "finetune").id(), "best-finetune");
+  EXPECT_EQ(client.latest_checkpoint("r1").id(), "latest-head");
+  EXPECT_EQ(client.latest_checkpoint("r1", "head").meta().phase(), "head");
+  EXPECT_EQ(
+      fake.checkpoints.run_requests(),
+      (std::vector<std::string>{"best:r1:", "best:r1:finetune", "latest:r1:", "latest:r1:head"}));
+  const RpcError error = expect_rpc_error([&] { client.best_checkpoint("r1", "none"); });
+  EXPECT_EQ(error.code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(fake.checkpoints.run_requests().size(), 5u);  // NOT_FOUND is not retried
+}
+
 TEST(ClientAuthTest, TokenFromTheFileIsSentAsBearerMetadataOnEveryAttempt) {
   FakeCoordinator fake;
   fake.metrics.report_failures = 1;

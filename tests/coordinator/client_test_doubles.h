@@ -143,6 +143,39 @@ class FakeRunService final : public v1::RunService::Service {
     ++get_calls;
     return wait_until_cancelled(context);
   }
+
+  // PutReport: the first `put_report_hangs` calls never answer (the client
+  // sees DEADLINE_EXCEEDED); later ones store the report, one per run, as
+  // the coordinator does.
+  std::atomic<int> put_report_hangs{0};
+  std::atomic<int> put_report_calls{0};
+
+  grpc::Status PutReport(grpc::ServerContext* context, const v1::RunReport* request,
+                         v1::PutReportResponse* response) override {
+    if (put_report_calls.fetch_add(1) < put_report_hangs.load()) {
+      return wait_until_cancelled(context);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    response->set_replaced(reports_.count(request->run()) > 0);
+    reports_[request->run()] = *request;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetReport(grpc::ServerContext*, const v1::GetReportRequest* request,
+                         v1::RunReport* response) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = reports_.find(request->run());
+    if (it == reports_.end()) {
+      return {grpc::StatusCode::NOT_FOUND,
+              "GetReport: run '" + request->run() + "' has no report yet"};
+    }
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, v1::RunReport> reports_;  // GUARDED_BY(mutex_)
 };
 
 class FakeDataService final : public v1::DataService::Service {
@@ -245,6 +278,24 @@ class FakeCheckpointService final : public v1::CheckpointService::Service {
     return grpc::Status::OK;
   }
 
+  // The (run, phase) of every Best and Latest call, "best:RUN:PHASE" /
+  // "latest:RUN:PHASE".
+  std::vector<std::string> run_requests() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return run_requests_;
+  }
+
+  // Best / Latest: a checkpoint of the asked phase ("head" when it is
+  // empty), id "best-PHASE" / "latest-PHASE"; NOT_FOUND for phase "none".
+  grpc::Status Best(grpc::ServerContext*, const v1::RunCheckpointRequest* request,
+                    v1::CheckpointInfo* response) override {
+    return answer_run_request("best", *request, response);
+  }
+  grpc::Status Latest(grpc::ServerContext*, const v1::RunCheckpointRequest* request,
+                      v1::CheckpointInfo* response) override {
+    return answer_run_request("latest", *request, response);
+  }
+
   // Meta first, then the blob in 3-byte chunks.
   grpc::Status Get(grpc::ServerContext*, const v1::GetCheckpointRequest* request,
                    grpc::ServerWriter<v1::CheckpointChunk>* writer) override {
@@ -275,7 +326,28 @@ class FakeCheckpointService final : public v1::CheckpointService::Service {
   }
 
  private:
+  grpc::Status answer_run_request(const std::string& which, const v1::RunCheckpointRequest& request,
+                                  v1::CheckpointInfo* response) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      run_requests_.push_back(which + ":" + request.run() + ":" + request.phase());
+    }
+    if (request.phase() == "none") {
+      return {grpc::StatusCode::NOT_FOUND,
+              "run '" + request.run() + "' has no checkpoint of phase 'none'"};
+    }
+    const std::string phase = request.phase().empty() ? "head" : request.phase();
+    response->set_id(which + "-" + phase);
+    response->mutable_meta()->set_run(request.run());
+    response->mutable_meta()->set_phase(phase);
+    response->mutable_meta()->set_epoch(3);
+    response->mutable_meta()->set_metric_name("val_loss");
+    response->mutable_meta()->set_metric_value(0.25);
+    return grpc::Status::OK;
+  }
+
   mutable std::mutex mutex_;
+  std::vector<std::string> run_requests_;
   std::map<std::string, std::string> blobs_;
   std::map<std::string, std::string> stored_;
   std::vector<std::string> upload_ids_;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/sha256.h"
+#include "coordinator/client/coordinator_client.h"
 #include "coordinator/coordctl/commands.h"
 #include "tests/coordinator/client_test_doubles.h"
 #include "tests/coordinator/client_test_util.h"
@@ -46,6 +47,10 @@ TEST(CoordctlUsageTest, UsageErrorsExitTwoWithAMessage) {
       {"ranks", "r1", "--threshold", "2"},                                      // out of range
       {"--tls-server-name", "x", "runs"},                                       // needs --tls-ca
       {"runs", "extra"},                                                        // stray argument
+      {"report"},                                                               // missing RUN
+      {"report", "r1", "r2"},                                                   // two runs
+      {"checkpoints", "best", "r1", "--phase"},                                 // no phase value
+      {"checkpoints", "list", "r1", "--phase", "head"},                         // not for list
   };
   for (const auto& args : bad) {
     const Parsed parsed = parse(args);
@@ -90,6 +95,23 @@ TEST(CoordctlUsageTest, CommandsAndGlobalFlagsInAnyOrder) {
   const Parsed best = parse({"checkpoints", "best", "r4"});
   ASSERT_EQ(best.exit_code(), -1);
   EXPECT_EQ(best.line().command.kind, CommandKind::kCheckpointsBest);
+  EXPECT_EQ(best.line().command.phase, "");
+
+  const Parsed head = parse({"checkpoints", "best", "r4", "--phase", "head"});
+  ASSERT_EQ(head.exit_code(), -1) << head.err;
+  EXPECT_EQ(head.line().command.phase, "head");
+  const Parsed latest = parse({"--json", "checkpoints", "latest", "--phase", "finetune", "r4"});
+  ASSERT_EQ(latest.exit_code(), -1) << latest.err;
+  EXPECT_EQ(latest.line().command.kind, CommandKind::kCheckpointsLatest);
+  EXPECT_EQ(latest.line().command.phase, "finetune");
+  EXPECT_EQ(latest.line().command.run, "r4");
+
+  const Parsed report = parse({"report", "r5", "--confusion"});
+  ASSERT_EQ(report.exit_code(), -1) << report.err;
+  EXPECT_EQ(report.line().command.kind, CommandKind::kReport);
+  EXPECT_EQ(report.line().command.run, "r5");
+  EXPECT_TRUE(report.line().command.confusion);
+  EXPECT_FALSE(parse({"report", "r5"}).line().command.confusion);
 }
 
 TEST(CoordctlUsageTest, GlobalFlagsBecomeClientOptions) {
@@ -168,6 +190,75 @@ TEST(CoordctlRunTest, CheckpointGetVerifiesAnExpectedChecksum) {
   EXPECT_EQ(json["sha256"], sha);
   EXPECT_EQ(json["verified"], true);
   EXPECT_EQ(json["size_bytes"], 16);
+}
+
+// A 2-class report stored in the fake through the client library.
+void store_report(const client::testing::FakeCoordinator& fake) {
+  v1::RunReport r;
+  r.set_run("r1");
+  r.set_split("test");
+  r.set_samples(4);
+  r.set_loss(0.5);
+  r.set_top1(0.75);
+  r.set_top3(1.0);
+  r.set_num_classes(2);
+  for (int count : {2, 0, 1, 1}) r.add_confusion(count);
+  for (int i = 0; i < 2; ++i) {
+    auto* c = r.add_classes();
+    c->set_index(i);
+    c->set_label(i == 0 ? "cat" : "dog");
+    c->set_support(2);
+  }
+  client::CoordinatorClient(client::testing::fast_options(fake.address())).put_report(r);
+}
+
+TEST(CoordctlRunTest, ReportAsTextWithConfusionAndAsJson) {
+  client::testing::FakeCoordinator fake;
+  std::string out, err;
+  EXPECT_EQ(run({"--coordinator", fake.address(), "report", "r1"}, &out, &err), kExitRpc);
+  EXPECT_NE(err.find("run 'r1' has no report yet"), std::string::npos) << err;
+  EXPECT_NE(err.find("NOT_FOUND"), std::string::npos) << err;
+  store_report(fake);
+
+  ASSERT_EQ(run({"--coordinator", fake.address(), "report", "r1"}, &out, &err), kExitOk) << err;
+  EXPECT_NE(out.find("top-1:            75.00%\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("    1  dog       0.0000  0.0000  0.0000        2\n"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("confusion matrix"), std::string::npos) << out;
+
+  ASSERT_EQ(run({"--coordinator", fake.address(), "report", "r1", "--confusion"}, &out, &err),
+            kExitOk)
+      << err;
+  EXPECT_NE(out.find("true\\pred  0  1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("        1  1  1\n"), std::string::npos) << out;
+
+  ASSERT_EQ(run({"--coordinator", fake.address(), "report", "r1", "--json"}, &out, &err), kExitOk)
+      << err;
+  const auto json = nlohmann::json::parse(out);
+  EXPECT_EQ(json["run"], "r1");
+  EXPECT_EQ(json["confusion"], nlohmann::json::parse("[[2, 0], [1, 1]]"));
+  EXPECT_EQ(json["classes"][1]["label"], "dog");
+}
+
+TEST(CoordctlRunTest, CheckpointsBestAndLatestPassThePhase) {
+  client::testing::FakeCoordinator fake;
+  std::string out, err;
+  ASSERT_EQ(run({"--coordinator", fake.address(), "--json", "checkpoints", "best", "r1", "--phase",
+                 "finetune"},
+                &out, &err),
+            kExitOk)
+      << err;
+  EXPECT_EQ(nlohmann::json::parse(out)["id"], "best-finetune");
+  ASSERT_EQ(run({"--coordinator", fake.address(), "checkpoints", "latest", "r1"}, &out, &err),
+            kExitOk)
+      << err;
+  EXPECT_NE(out.find("latest-head"), std::string::npos) << out;
+  EXPECT_EQ(run({"--coordinator", fake.address(), "checkpoints", "best", "r1", "--phase", "none"},
+                &out, &err),
+            kExitRpc);
+  EXPECT_NE(err.find("has no checkpoint of phase 'none'"), std::string::npos) << err;
+  EXPECT_EQ(fake.checkpoints.run_requests(),
+            (std::vector<std::string>{"best:r1:finetune", "latest:r1:", "best:r1:none"}));
 }
 
 }  // namespace

@@ -339,5 +339,104 @@ TEST(CheckpointFormatTest, TableDetailsAndJson) {
   EXPECT_EQ(json["sha256"].get<std::string>().size(), 64u);
 }
 
+// Two classes, four samples; the classes listed out of index order, as the
+// formatter must not rely on the server's order.
+v1::RunReport sample_report() {
+  v1::RunReport r;
+  r.set_run("cifar-b0");
+  r.set_split("test");
+  r.set_checkpoint_id("cifar-b0-head-e3-s1250");
+  r.set_samples(4);
+  r.set_loss(0.5);
+  r.set_top1(0.75);
+  r.set_top3(1.0);
+  r.set_num_classes(2);
+  r.set_macro_precision(0.8333);
+  r.set_macro_recall(0.75);
+  r.set_macro_f1(0.7333);
+  r.set_weighted_f1(0.7333);
+  r.set_created_unix_ms(kT0);
+  for (int count : {2, 0, 1, 1}) r.add_confusion(count);
+  auto* dog = r.add_classes();
+  dog->set_index(1);
+  dog->set_label("dog");
+  dog->set_precision(1.0);
+  dog->set_recall(0.5);
+  dog->set_f1(2.0 / 3);
+  dog->set_support(2);
+  auto* cat = r.add_classes();
+  cat->set_index(0);
+  cat->set_label("cat");
+  cat->set_precision(2.0 / 3);
+  cat->set_recall(1.0);
+  cat->set_f1(0.8);
+  cat->set_support(2);
+  return r;
+}
+
+TEST(ReportFormatTest, HeadlinesThenOneRowPerClassByIndex) {
+  EXPECT_EQ(report_text(sample_report(), false),
+            "run:              cifar-b0\n"
+            "split:            test\n"
+            "samples:          4\n"
+            "checkpoint:       cifar-b0-head-e3-s1250\n"
+            "created:          2026-01-02 03:04:05Z\n"
+            "loss:             0.5000\n"
+            "top-1:            75.00%\n"
+            "top-3:            100.00%\n"
+            "macro precision:  0.8333\n"
+            "macro recall:     0.7500\n"
+            "macro F1:         0.7333\n"
+            "weighted F1:      0.7333\n"
+            "\n"
+            "index  label  precision  recall      f1  support\n"
+            "-----  -----  ---------  ------  ------  -------\n"
+            "    0  cat       0.6667  1.0000  0.8000        2\n"
+            "    1  dog       1.0000  0.5000  0.6667        2\n");
+}
+
+TEST(ReportFormatTest, ConfusionMatrixRowsAreTrueColumnsPredicted) {
+  const std::string text = report_text(sample_report(), true);
+  EXPECT_NE(text.find("    1  dog       1.0000  0.5000  0.6667        2\n"
+                      "\n"
+                      "confusion matrix (rows: true class, columns: predicted)\n"
+                      "true\\pred  0  1\n"
+                      "---------  -  -\n"
+                      "        0  2  0\n"
+                      "        1  1  1\n"),
+            std::string::npos)
+      << text;
+  v1::RunReport broken = sample_report();
+  broken.mutable_confusion()->RemoveLast();
+  EXPECT_EQ(confusion_text(broken),
+            "confusion matrix: 3 counts for 2 classes (expected num_classes^2)\n");
+}
+
+TEST(ReportFormatTest, JsonHasEveryFieldAndTheMatrixAsRows) {
+  v1::RunReport report = sample_report();
+  report.set_loss(kNaN);
+  const nlohmann::json json = report_json(report);
+  EXPECT_EQ(json["run"], "cifar-b0");
+  EXPECT_EQ(json["split"], "test");
+  EXPECT_EQ(json["checkpoint_id"], "cifar-b0-head-e3-s1250");
+  EXPECT_EQ(json["samples"], 4);
+  EXPECT_TRUE(json["loss"].is_null());  // NaN, as everywhere in coordctl's JSON
+  EXPECT_DOUBLE_EQ(json["top1"].get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(json["top3"].get<double>(), 1.0);
+  EXPECT_EQ(json["num_classes"], 2);
+  EXPECT_DOUBLE_EQ(json["macro_precision"].get<double>(), 0.8333);
+  EXPECT_DOUBLE_EQ(json["macro_recall"].get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(json["macro_f1"].get<double>(), 0.7333);
+  EXPECT_DOUBLE_EQ(json["weighted_f1"].get<double>(), 0.7333);
+  EXPECT_EQ(json["created_unix_ms"], kT0);
+  ASSERT_EQ(json["classes"].size(), 2u);
+  EXPECT_EQ(json["classes"][0],
+            nlohmann::json::parse(R"({"index": 0, "label": "cat", "precision": 0.6666666666666666,
+                                      "recall": 1.0, "f1": 0.8, "support": 2})"));
+  EXPECT_EQ(json["classes"][1]["label"], "dog");
+  EXPECT_EQ(json["confusion"], nlohmann::json::parse("[[2, 0], [1, 1]]"));
+  EXPECT_EQ(json.size(), 15u) << json.dump();
+}
+
 }  // namespace
 }  // namespace xfer::coordinator::coordctl

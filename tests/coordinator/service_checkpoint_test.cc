@@ -135,6 +135,50 @@ TEST_F(CheckpointServiceTest, PutListGetBestLatestDelete) {
   EXPECT_TRUE(data_after == second);
 }
 
+TEST_F(CheckpointServiceTest, BestAndLatestOfOnePhase) {
+  options_.keep_best = 1;
+  options_.keep_last = 1;
+  start();
+  start_run("job", 1);
+  const auto phase_meta = [](const std::string& phase, int epoch, double loss) {
+    v1::CheckpointMeta m = meta("job", epoch, loss);
+    m.set_phase(phase);
+    return m;
+  };
+  v1::CheckpointInfo h1, h2, f3, f4;
+  const grpc::Status first = put(phase_meta("head", 1, 2.0), blob_of(1, 100), &h1);
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  ASSERT_TRUE(put(phase_meta("head", 2, 1.5), blob_of(2, 100), &h2).ok());
+  ASSERT_TRUE(put(phase_meta("finetune", 3, 1.0), blob_of(3, 100), &f3).ok());
+  ASSERT_TRUE(put(phase_meta("finetune", 4, 1.2), blob_of(4, 100), &f4).ok());
+
+  // The best and the latest of `phase` ("" = any), or the failed status.
+  const auto ask = [&](bool best, const std::string& phase, v1::CheckpointInfo* info) {
+    v1::RunCheckpointRequest request;
+    request.set_run("job");
+    request.set_phase(phase);
+    return best ? stubs_->checkpoints->Best(context().get(), request, info)
+                : stubs_->checkpoints->Latest(context().get(), request, info);
+  };
+  v1::CheckpointInfo info;
+  ASSERT_TRUE(ask(true, "", &info).ok());
+  EXPECT_EQ(info.id(), f3.id());  // the best of all phases
+  ASSERT_TRUE(ask(true, "head", &info).ok());
+  EXPECT_EQ(info.id(), h2.id());  // kept by retention although f3 ranks better
+  EXPECT_EQ(info.meta().phase(), "head");
+  ASSERT_TRUE(ask(false, "", &info).ok());
+  EXPECT_EQ(info.id(), f4.id());
+  ASSERT_TRUE(ask(false, "head", &info).ok());
+  EXPECT_EQ(info.id(), h2.id());
+  for (const bool best : {true, false}) {
+    const grpc::Status status = ask(best, "full", &info);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(status.error_message(), HasSubstr("run 'job' has no checkpoint of phase 'full'"));
+  }
+  // h1 was neither the best head checkpoint nor the last.
+  EXPECT_EQ(std::get<0>(get(h1.id())).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_F(CheckpointServiceTest, RetriedUploadWithSameIdLandsOnce) {
   start();
   start_run("job", 1);
