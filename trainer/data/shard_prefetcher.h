@@ -1,0 +1,98 @@
+// One rank's shard of one epoch, read ahead on a background thread.
+//
+// The thread reads ShardBatch messages (coordinator::client::ShardReader,
+// which re-opens a broken stream with backoff and resumes at the next batch,
+// so a coordinator restart costs a pause, not the epoch), checks each one,
+// decodes and augments it into floats, and puts it in a bounded queue of
+// `queue_depth` batches. The training loop takes batches with next() while
+// the thread prepares the following ones, so data loading overlaps compute
+// and memory stays bounded. No LibTorch here.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "coordinator/client/coordinator_client.h"
+#include "trainer/data/augment.h"
+
+namespace xfer::trainer::data {
+
+inline constexpr int kImageChannels = 3;
+inline constexpr int kImageSide = 32;
+inline constexpr std::int64_t kImageBytes = kImageChannels * kImageSide * kImageSide;
+
+struct Batch {
+  std::int64_t batch_index = 0;  // in this rank's shard
+  std::int64_t num_batches = 0;  // in this rank's shard
+  int count = 0;
+  std::vector<float> images;  // count x 3 x 32 x 32 in [0, 1], augmented
+  std::vector<std::int64_t> labels;
+  std::vector<std::int64_t> sample_indices;  // positions in the split
+  std::int64_t dropped_samples = 0;
+};
+
+struct PrefetchOptions {
+  // Batches prepared ahead. REQUIRES: >= 1. Default: 4.
+  int queue_depth = 4;
+  // Off for evaluation. Default: off.
+  AugmentSpec augment;
+  // Labels must be below this. REQUIRES: >= 1. Default: 100.
+  int num_classes = 100;
+};
+
+class ShardPrefetcher {
+ public:
+  // Opens the stream and starts the thread. Augmentation draws with
+  // (request.seed(), request.epoch()). Throws std::invalid_argument for bad
+  // options.
+  ShardPrefetcher(coordinator::client::CoordinatorClient& client,
+                  const v1::StreamShardRequest& request, PrefetchOptions options);
+  // Cancels the stream, wakes and joins the thread; returns promptly even
+  // while the thread waits on a full queue or inside a stream read.
+  ~ShardPrefetcher();
+  ShardPrefetcher(const ShardPrefetcher&) = delete;
+  ShardPrefetcher& operator=(const ShardPrefetcher&) = delete;
+
+  // The next batch in order; std::nullopt at the end of the shard. Rethrows
+  // here what the thread hit: the client's RpcError when the stream failed
+  // for good, std::runtime_error (naming the batch and what was wrong) for a
+  // malformed batch or a label out of range.
+  std::optional<Batch> next();
+
+  // Milliseconds next() has spent waiting for the thread so far.
+  double wait_ms() const;
+  // How often the stream was re-opened after a failure (as of the last
+  // batch queued).
+  int reopens() const;
+  // The most batches the queue ever held (never above queue_depth).
+  std::size_t max_queue_size_seen() const;
+
+ private:
+  void produce();
+  Batch decode(const v1::ShardBatch& message, std::int64_t expected_index) const;
+
+  // Constant after construction.
+  const v1::StreamShardRequest request_;
+  const PrefetchOptions options_;
+  std::unique_ptr<coordinator::client::ShardReader> reader_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Batch> queue_;         // GUARDED_BY(mutex_)
+  bool finished_ = false;           // GUARDED_BY(mutex_): the thread ended
+  bool stopping_ = false;           // GUARDED_BY(mutex_): the destructor runs
+  std::exception_ptr error_;        // GUARDED_BY(mutex_)
+  std::size_t max_queue_size_ = 0;  // GUARDED_BY(mutex_)
+  double wait_ms_ = 0.0;            // GUARDED_BY(mutex_)
+  int reopens_ = 0;                 // GUARDED_BY(mutex_): the reader's, as of the last batch
+  std::thread thread_;
+};
+
+}  // namespace xfer::trainer::data
