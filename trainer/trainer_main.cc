@@ -3,20 +3,26 @@
 //   trainer --version          versions of everything it was built with
 //   trainer build-info         the same, plus what it finds at run time
 //   trainer predict ...        classify an image file with trained weights
-//
-// The `train` subcommand arrives with the training job.
+//   trainer train ...          one rank of the training job (under mpirun/srun)
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include "common/flags.h"
 #include "common/logging.h"
+#include "coordinator/client/coordinator_client.h"
 #include "trainer/build_info.h"
+#include "trainer/dist/world.h"
 #include "trainer/predict/predict.h"
 #include "trainer/predict/report.h"
+#include "trainer/train/collective.h"
+#include "trainer/train/train_options.h"
+#include "trainer/train/training_job.h"
 #include "xfer/config.h"
 
 namespace {
@@ -71,6 +77,63 @@ int run_predict(const PredictFlags& flags) {
   }
 }
 
+// Tells the coordinator the run failed, trying for a few seconds at most:
+// the job is ending either way.
+void mark_run_failed(const xfer::trainer::train::TrainOptions& options,
+                     const std::string& message) {
+  namespace client = xfer::coordinator::client;
+  try {
+    client::ClientOptions o;
+    o.address = options.coordinator;
+    o.token_file = options.token_file;
+    o.tls_ca_file = options.tls_ca;
+    o.call_deadline = std::chrono::seconds(5);
+    o.reconnect_window = std::chrono::seconds(5);
+    client::CoordinatorClient(std::move(o))
+        .end_run(options.run_name, xfer::v1::RUN_STATE_FAILED, message);
+  } catch (const std::exception& e) {
+    spdlog::warn("could not mark run {} FAILED at the coordinator: {}", options.run_name, e.what());
+  }
+}
+
+int run_train(xfer::trainer::train::TrainOptions& options, int* argc, char*** argv) {
+  namespace train = xfer::trainer::train;
+  namespace dist = xfer::trainer::dist;
+  xfer::common::init_logging({"train", std::nullopt, options.log_level});
+  try {
+    train::finalize(options);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  }
+  std::unique_ptr<dist::World> world;
+  try {
+    world = dist::World::init(argc, argv);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot start MPI: {}", e.what());
+    return 1;
+  }
+  xfer::common::set_log_rank(world->rank());
+  train::JobProgress progress;
+  try {
+    train::run_training_job(options, *world, progress);
+    return 0;
+  } catch (const train::SharedError& e) {
+    // Every rank got the same error at the same point: they end together.
+    if (world->rank() == 0) {
+      spdlog::error("the job failed: {}", e.what());
+      if (progress.run_started) mark_run_failed(options, e.what());
+    }
+    return 1;
+  } catch (const std::exception& e) {
+    // This rank alone failed: the others may be inside a collective, so the
+    // whole job is ended (MPI_Abort) after saying why.
+    const std::string message = world->where() + ": " + e.what();
+    if (progress.run_started) mark_run_failed(options, message);
+    dist::abort_job("the job failed on " + message, 1);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,6 +147,10 @@ int main(int argc, char** argv) {
       "build-info", "Print the libraries this binary was built with and what it finds at run time");
   PredictFlags predict_flags;
   auto* predict = add_predict(app, predict_flags);
+  xfer::trainer::train::TrainOptions train_options;
+  auto* train = app.add_subcommand(
+      "train", "One rank of the data-parallel training job (run it under mpirun or srun)");
+  xfer::trainer::train::add_train_flags(*train, train_options);
   if (auto exit_code = xfer::common::parse_flags(app, argc, argv)) return *exit_code;
 
   if (*build_info) {
@@ -91,5 +158,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*predict) return run_predict(predict_flags);
+  if (*train) return run_train(train_options, &argc, &argv);
   return 1;
 }

@@ -29,12 +29,7 @@ start_coordinator() {
     --token-file "$TMP/admin.token" --read-token-file "$TMP/read.token" \
     >>"$TMP/coordinator.log" 2>&1 &
   coordinator_pid=$!
-  for _ in $(seq 1 100); do
-    [[ -s "$TMP/port" ]] && break
-    kill -0 "$coordinator_pid" 2>/dev/null || { cat "$TMP/coordinator.log"; fail "coordinator died"; }
-    sleep 0.1
-  done
-  [[ -s "$TMP/port" ]] || fail "coordinator wrote no port file"
+  wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
   address="127.0.0.1:$(cat "$TMP/port")"
 }
 

@@ -26,3 +26,15 @@ expect_contains() {
     fail "'$1' lacks: $2"
   }
 }
+
+# wait_for_port_file PID FILE LOG: waits up to 10 s for a server process to
+# write its port file; fails (showing LOG) when it dies or never writes it.
+wait_for_port_file() {
+  local pid=$1 file=$2 log=$3
+  for _ in $(seq 1 100); do
+    [[ -s "$file" ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log"; fail "the server (pid $pid) died"; }
+    sleep 0.1
+  done
+  fail "the server (pid $pid) wrote no port file $file"
+}

@@ -1,0 +1,153 @@
+#include "trainer/train/checkpoint_codec.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "trainer/models/model_file.h"
+#include "trainer/models/state_dict.h"
+#include "trainer/models/transfer_model.h"
+
+namespace xfer::trainer::train {
+namespace {
+
+models::TransferModel small_model(models::Phase phase) {
+  models::TransferModelOptions o;
+  o.num_classes = 5;
+  o.dry_run_image_size = 32;
+  o.phase = phase;
+  torch::manual_seed(1);
+  return models::TransferModel(o);
+}
+
+std::unique_ptr<torch::optim::Adam> adam_over(models::TransferModel& model) {
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : model->parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  return std::make_unique<torch::optim::Adam>(trainable, torch::optim::AdamOptions(1e-3).eps(1e-7));
+}
+
+void train_step(models::TransferModel& model, torch::optim::Adam& adam, int seed) {
+  torch::manual_seed(seed);
+  const torch::Tensor x = torch::randn({4, 3, 32, 32});
+  const torch::Tensor y = torch::randint(0, 5, {4}, torch::kInt64);
+  adam.zero_grad();
+  torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+  adam.step();
+}
+
+models::ModelMetadata metadata() {
+  models::ModelMetadata m;
+  m.num_classes = 5;
+  m.image_size = 32;
+  m.labels = {"a", "b", "c", "d", "e"};
+  return m;
+}
+
+TEST(CheckpointCodec, RoundTripResumesTheOptimizerExactly) {
+  // Finetune: base and head train, so the optimizer holds state for most
+  // tensors. Dropout off (eval) so the two continuations see the same graph.
+  models::TransferModel model = small_model(models::Phase::kFinetune);
+  auto adam = adam_over(model);
+  model->eval();
+  train_step(model, *adam, 10);
+  train_step(model, *adam, 11);
+
+  TrainingState state;
+  state.phase = "finetune";
+  state.epochs_done = 2;
+  state.global_step = 17;
+  state.phase_step = 2;
+  state.global_epoch = 5;
+  state.val_loss = 1.25;
+  state.world_size = 2;
+  state.batch_size = 4;
+  state.seed = 9;
+  const std::vector<char> bytes = encode_checkpoint(metadata(), *model, *adam, state);
+
+  const DecodedCheckpoint decoded = decode_checkpoint(bytes, "test checkpoint");
+  ASSERT_TRUE(decoded.has_training_state);
+  EXPECT_EQ(decoded.state.phase, "finetune");
+  EXPECT_EQ(decoded.state.global_step, 17);
+  EXPECT_EQ(decoded.state.phase_step, 2);
+  EXPECT_EQ(decoded.state.seed, 9U);
+  ASSERT_TRUE(decoded.weights.metadata.has_value());
+  EXPECT_EQ(decoded.weights.metadata->labels[4], "e");
+
+  // A fresh model and optimizer restored from the bytes continue exactly as
+  // the original does.
+  models::TransferModel restored = small_model(models::Phase::kFinetune);
+  models::load_state_dict(*restored, decoded.weights.state_dict, "test checkpoint");
+  auto restored_adam = adam_over(restored);
+  restore_optimizer(*restored_adam, *restored, decoded.optimizer_state, "test checkpoint");
+  restored->eval();
+  train_step(model, *adam, 12);
+  train_step(restored, *restored_adam, 12);
+  const auto a = model->named_parameters();
+  const auto b = restored->named_parameters();
+  for (const auto& item : a) {
+    EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+  }
+}
+
+TEST(CheckpointCodec, ACheckpointIsAModelFile) {
+  models::TransferModel model = small_model(models::Phase::kHead);
+  auto adam = adam_over(model);
+  train_step(model, *adam, 3);
+  TrainingState state;
+  state.phase = "head";
+  const std::vector<char> bytes = encode_checkpoint(metadata(), *model, *adam, state);
+  const models::WeightsFile file = models::parse_weights(bytes, "checkpoint");
+  ASSERT_TRUE(file.metadata.has_value());
+  EXPECT_EQ(file.metadata->num_classes, 5);
+  EXPECT_EQ(file.state_dict.size(), models::model_state_dict(*model).size());
+}
+
+TEST(CheckpointCodec, MissingOptimizerStateNamesTheTensor) {
+  models::TransferModel head = small_model(models::Phase::kHead);
+  auto adam = adam_over(head);
+  train_step(head, *adam, 3);
+  TrainingState state;
+  state.phase = "head";
+  const DecodedCheckpoint decoded =
+      decode_checkpoint(encode_checkpoint(metadata(), *head, *adam, state), "ckpt-7");
+  // The head-phase state has no entry for base parameters, which fine-tuning trains.
+  models::TransferModel finetune = small_model(models::Phase::kFinetune);
+  auto finetune_adam = adam_over(finetune);
+  try {
+    restore_optimizer(*finetune_adam, *finetune, decoded.optimizer_state, "ckpt-7");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt-7: no optimizer state for trainable parameter "
+                                         "'features."),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(CheckpointCodec, PlainModelFileHasNoTrainingState) {
+  models::TransferModel model = small_model(models::Phase::kHead);
+  const std::vector<char> bytes =
+      models::serialize_model_file(metadata(), models::model_state_dict(*model));
+  EXPECT_FALSE(decode_checkpoint(bytes, "model.pt").has_training_state);
+}
+
+TEST(CheckpointCodec, MalformedTrainingStateIsNamed) {
+  EXPECT_THROW(training_state_from_json("{}", "x"), std::runtime_error);
+  try {
+    training_state_from_json(R"({"phase":"warmup","epochs_done":1,"global_step":1,
+      "phase_step":1,"global_epoch":1,"val_loss":1,"val_top1":0,"world_size":1,
+      "batch_size":1,"seed":0})",
+                             "ckpt-3");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt-3"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("warmup"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace xfer::trainer::train

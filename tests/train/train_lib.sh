@@ -1,0 +1,59 @@
+# Helpers for the training job's end-to-end tests: a real coordinator on a
+# free port, and `trainer train` under mpirun. A test script sources this
+# first; its arguments are BIN_DIR MPIEXEC [SOURCE_DIR].
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
+BIN=$1
+MPIEXEC=$2
+SRC=${3:-}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+coordinator_pid=""
+cleanup_train() {
+  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup_train EXIT
+
+# start_coordinator NAME=DIR...: serves the datasets; sets $address.
+start_coordinator() {
+  local flags=()
+  for d in "$@"; do flags+=(--dataset "$d"); done
+  rm -f "$TMP/port"
+  "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" "${flags[@]}" \
+    --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --keep-last 2 \
+    >>"$TMP/coordinator.log" 2>&1 &
+  coordinator_pid=$!
+  wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
+  address="127.0.0.1:$(cat "$TMP/port")"
+}
+
+# train NP LOG ARGS...: `trainer train` on NP ranks, 1 thread each, output in LOG.
+# Returns trainer's exit status.
+train() {
+  local np="$1" log="$2"
+  shift 2
+  "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" \
+    "$BIN/trainer" train --coordinator "$address" --threads 1 --progress-every 0 "$@" >"$log" 2>&1
+}
+
+# ctl ARGS...: coordctl against the test's coordinator.
+ctl() {
+  "$BIN/coordctl" --coordinator "$address" --retry-for 5 "$@"
+}
+
+py() {
+  /usr/bin/python3 "$@"
+}
+
+# make_data TRAIN TEST SEED: a 10-class synthetic dataset in $TMP/data.
+make_data() {
+  "$BIN/make-synthetic-cifar" --out "$TMP/data" --train "$1" --test "$2" --classes 10 \
+    --seed "$3" >/dev/null 2>&1 || fail "make-synthetic-cifar"
+}
+
+# random_weights ARCH SEED OUT [--torchscript...]: tools/export_weights.py --random.
+random_weights() {
+  local arch=$1 seed=$2 out=$3
+  shift 3
+  py "$SRC/tools/export_weights.py" --arch "$arch" --random --seed "$seed" --out "$out" "$@" \
+    >/dev/null 2>&1 || fail "export_weights.py --arch $arch --random"
+}

@@ -1,0 +1,69 @@
+// The training job's checkpoint: a model file (trainer/models/model_file.h,
+// so `trainer predict` reads any checkpoint) extended with what resuming
+// needs. Extra top-level keys of the pickled dict:
+//
+//   "xfer_training"    str  JSON of TrainingState (below)
+//   "optimizer_state"  {str: Tensor}  Adam's state per trainable parameter,
+//                      by parameter name: "<name>.exp_avg", "<name>.exp_avg_sq"
+//                      and "<name>.step" (int64 scalar)
+//
+// RNG state is not stored because there is none to store: shuffling and
+// augmentation are pure functions of (seed, epoch, sample), and dropout is
+// reseeded from (seed, epoch, rank) at the start of every epoch, so an epoch
+// re-run after a resume draws exactly what the first attempt drew.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "trainer/models/model_file.h"
+#include "trainer/models/transfer_model.h"
+
+namespace xfer::trainer::train {
+
+// Where the job stood when the checkpoint was taken: always at the end of
+// an epoch, after its validation.
+struct TrainingState {
+  std::string phase;             // phase of the epoch just finished
+  int epochs_done = 0;           // epochs of `phase` completed (1-based epoch number)
+  std::int64_t global_step = 0;  // optimizer steps of the whole run so far
+  std::int64_t phase_step = 0;   // optimizer steps of `phase` (the lr decay's k)
+  int global_epoch = 0;          // epochs completed over all phases
+  double val_loss = 0.0;         // what the checkpoint is ranked by
+  double val_top1 = 0.0;
+  int world_size = 0;  // of the attempt that wrote it
+  int batch_size = 0;  // per rank, of that attempt
+  std::uint64_t seed = 0;
+};
+
+struct DecodedCheckpoint {
+  models::WeightsFile weights;
+  TrainingState state;
+  // Empty for a model file that is not a checkpoint (no training state).
+  models::StateDict optimizer_state;
+  bool has_training_state = false;
+};
+
+// The checkpoint's bytes. Optimizer state is taken for every parameter of
+// `model` the optimizer holds state for.
+std::vector<char> encode_checkpoint(const models::ModelMetadata& metadata,
+                                    models::TransferModelImpl& model, torch::optim::Adam& optimizer,
+                                    const TrainingState& state);
+
+// Throws std::runtime_error naming `source` and the key when the bytes are
+// not a model file or the training state is malformed.
+DecodedCheckpoint decode_checkpoint(const std::vector<char>& bytes, const std::string& source);
+
+// Puts the saved Adam state back into `optimizer` (built over `model`'s
+// trainable parameters). A trainable parameter without saved state, or a
+// shape mismatch, throws std::runtime_error naming the tensor.
+void restore_optimizer(torch::optim::Adam& optimizer, models::TransferModelImpl& model,
+                       const models::StateDict& saved, const std::string& source);
+
+std::string to_json(const TrainingState& state);
+TrainingState training_state_from_json(const std::string& text, const std::string& source);
+
+}  // namespace xfer::trainer::train
