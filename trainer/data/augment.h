@@ -28,8 +28,9 @@ struct AugmentSpec {
   }
 };
 
-// "flip,brightness=0.4" (any order, each at most once), "none" or "".
-// Throws std::invalid_argument quoting the bad part and the expected form.
+// "flip,brightness=0.4" (any order, each at most once), "none" or "";
+// spaces around parts are ignored. Throws std::invalid_argument quoting the
+// whole text, the bad part and the expected form.
 AugmentSpec parse_augment(const std::string& text);
 // Canonical text: parse_augment(to_string(s)) == s; "none" when off.
 std::string to_string(const AugmentSpec& spec);
@@ -39,15 +40,22 @@ struct SampleAugmentation {
   float brightness_delta = 0.0F;
 };
 
-// The draw for one sample. SplitMix64 over (seed, epoch, index) gives a
-// 64-bit key; its lowest bit decides the flip and a second mix of it gives
-// the brightness uniform (24 bits). {false, 0} for parts that are off.
+// The draw for one sample: a counter-based RNG, no state.
+//   key   = m(m(m(seed) ^ epoch) ^ sample_index)   m = SplitMix64's mix
+//   flip  = lowest bit of key
+//   u     = top 24 bits of m(key) / 2^24           uniform in [0, 1)
+//   delta = (2u - 1) * brightness                  in [-brightness, brightness)
+// Changing this changes every trained model's pixels: keep it stable.
+// {false, 0} for the parts that are off.
 SampleAugmentation draw_augmentation(const AugmentSpec& spec, std::uint64_t seed,
                                      std::int64_t epoch, std::int64_t sample_index);
 
 // images: count x channels x height x width uint8 (planar), one
 // sample_index each. out (same layout, float): x / 255, flipped when drawn,
-// plus the brightness delta, clipped to [0, 1].
+// plus the brightness delta, clipped to [0, 1]. Each image depends only on
+// its own bytes and sample index, so any grouping of samples into calls
+// gives the same floats. REQUIRES: out holds count * channels * height *
+// width floats and does not overlap images.
 void augment_to_float(const std::uint8_t* images, std::int64_t count, int channels, int height,
                       int width, const std::int64_t* sample_indices, const AugmentSpec& spec,
                       std::uint64_t seed, std::int64_t epoch, float* out);

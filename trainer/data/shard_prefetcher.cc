@@ -1,5 +1,8 @@
 #include "trainer/data/shard_prefetcher.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -23,12 +26,20 @@ ShardPrefetcher::ShardPrefetcher(coordinator::client::CoordinatorClient& client,
 }
 
 ShardPrefetcher::~ShardPrefetcher() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+  std::unique_lock<std::mutex> lock(mutex_);
+  stopping_ = true;
+  changed_.notify_all();  // a thread waiting for room sees stopping_
+  // ShardReader::cancel() ends the call in flight and any backoff sleep, but
+  // a reopen that checked for cancellation just before could still start a
+  // fresh call that nothing cancels. Cancelling again until the thread is
+  // out closes that window without touching the reader's internals.
+  while (!finished_) {
+    lock.unlock();
+    reader_->cancel();
+    lock.lock();
+    changed_.wait_for(lock, std::chrono::milliseconds(50), [this] { return finished_; });
   }
-  reader_->cancel();
-  changed_.notify_all();
+  lock.unlock();
   thread_.join();
 }
 
@@ -79,14 +90,24 @@ void ShardPrefetcher::produce() {
   std::exception_ptr error;
   try {
     std::int64_t expected = request_.start_batch();
-    while (auto message = reader_->next()) {
+    const auto depth = static_cast<std::size_t>(options_.queue_depth);
+    for (;;) {
+      {
+        // Room first, read second: a message read is a batch in memory.
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return stopping_ || queue_.size() < depth; });
+        if (stopping_) break;
+      }
+      std::optional<v1::ShardBatch> message = reader_->next();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        reopens_ = reader_->reopens();
+        if (!message || stopping_) break;
+        ++batches_read_;
+      }
       Batch batch = decode(*message, expected++);
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [this] {
-        return stopping_ || queue_.size() < static_cast<std::size_t>(options_.queue_depth);
-      });
+      std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) break;
-      reopens_ = reader_->reopens();
       queue_.push_back(std::move(batch));
       max_queue_size_ = std::max(max_queue_size_, queue_.size());
       changed_.notify_all();
@@ -95,6 +116,10 @@ void ShardPrefetcher::produce() {
     error = std::current_exception();
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  // The error itself is the consumer's to report (next() rethrows it).
+  spdlog::debug("shard prefetch of split '{}' epoch {} rank {}/{} {}: {} batches read, {} reopens",
+                request_.split(), request_.epoch(), request_.rank(), request_.world_size(),
+                error ? "failed" : (stopping_ ? "cancelled" : "done"), batches_read_, reopens_);
   error_ = error;
   finished_ = true;
   changed_.notify_all();
@@ -130,6 +155,11 @@ int ShardPrefetcher::reopens() const {
 std::size_t ShardPrefetcher::max_queue_size_seen() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return max_queue_size_;
+}
+
+std::int64_t ShardPrefetcher::batches_read() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return batches_read_;
 }
 
 }  // namespace xfer::trainer::data

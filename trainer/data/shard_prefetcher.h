@@ -5,8 +5,15 @@
 // so a coordinator restart costs a pause, not the epoch), checks each one,
 // decodes and augments it into floats, and puts it in a bounded queue of
 // `queue_depth` batches. The training loop takes batches with next() while
-// the thread prepares the following ones, so data loading overlaps compute
-// and memory stays bounded. No LibTorch here.
+// the thread prepares the following ones, so data loading overlaps compute.
+//
+// Memory bound: the thread reads a message only when the queue has room, so
+// at most queue_depth batches exist between the stream and the consumer
+// (queued or being decoded), plus the one the consumer holds. No LibTorch
+// here.
+//
+// Threading: next() from one consumer thread; the const accessors from any
+// thread; the destructor must not run concurrently with next().
 #pragma once
 
 #include <condition_variable>
@@ -54,8 +61,9 @@ class ShardPrefetcher {
   // options.
   ShardPrefetcher(coordinator::client::CoordinatorClient& client,
                   const v1::StreamShardRequest& request, PrefetchOptions options);
-  // Cancels the stream, wakes and joins the thread; returns promptly even
-  // while the thread waits on a full queue or inside a stream read.
+  // Cancels the stream, wakes and joins the thread; returns promptly (within
+  // ~50 ms of the stream noticing) even while the thread waits on a full
+  // queue, inside a stream read, or in a reconnect backoff.
   ~ShardPrefetcher();
   ShardPrefetcher(const ShardPrefetcher&) = delete;
   ShardPrefetcher& operator=(const ShardPrefetcher&) = delete;
@@ -68,11 +76,16 @@ class ShardPrefetcher {
 
   // Milliseconds next() has spent waiting for the thread so far.
   double wait_ms() const;
-  // How often the stream was re-opened after a failure (as of the last
-  // batch queued).
+  // How often the stream was re-opened after a failure (as of the thread's
+  // last read).
   int reopens() const;
-  // The most batches the queue ever held (never above queue_depth).
+
+  // For tests of the memory bound. The most batches the queue ever held
+  // (never above queue_depth).
   std::size_t max_queue_size_seen() const;
+  // Batches taken from the stream so far (queued, being decoded, or already
+  // returned by next()); never more than queue_depth ahead of next().
+  std::int64_t batches_read() const;
 
  private:
   void produce();
@@ -90,8 +103,9 @@ class ShardPrefetcher {
   bool stopping_ = false;           // GUARDED_BY(mutex_): the destructor runs
   std::exception_ptr error_;        // GUARDED_BY(mutex_)
   std::size_t max_queue_size_ = 0;  // GUARDED_BY(mutex_)
+  std::int64_t batches_read_ = 0;   // GUARDED_BY(mutex_)
   double wait_ms_ = 0.0;            // GUARDED_BY(mutex_)
-  int reopens_ = 0;                 // GUARDED_BY(mutex_): the reader's, as of the last batch
+  int reopens_ = 0;                 // GUARDED_BY(mutex_): the reader's, as of its last read
   std::thread thread_;
 };
 
