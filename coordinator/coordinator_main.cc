@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", options.token_file, "File holding the admin token");
   app.add_option("--read-token-file", options.read_token_file,
                  "File holding the read-only (monitoring) token");
+  app.add_flag("--insecure", options.insecure,
+               "Allow --listen beyond loopback without --token-file (anyone may write)");
   app.add_option("--tls-cert", options.tls_cert_file, "PEM certificate chain (enables TLS)");
   app.add_option("--tls-key", options.tls_key_file, "PEM private key for --tls-cert");
   app.add_option("--max-message-bytes", options.max_message_bytes, "Largest gRPC message")
@@ -62,6 +64,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--keep-last", options.keep_last, "Checkpoints kept per run by recency")
       ->capture_default_str();
+  app.add_option("--tensorboard-dir", options.tensorboard_dir,
+                 "Write TensorBoard event files here, one directory per run");
   app.add_option("--port-file", port_file, "Write the bound port to this file once serving");
   xfer::common::add_log_level_flag(app, log_level);
   if (auto exit_code = xfer::common::parse_flags(app, argc, argv)) return *exit_code;

@@ -35,6 +35,11 @@ readonly PACKAGES=(
   python3-torchvision
   python3-numpy
   curl                     # tools/fetch-cifar100.sh
+  chromium                 # renders report.html headless in its test
+  slurmctld                # a real single-node Slurm for the sbatch tests
+  slurmd
+  slurm-client             # sbatch, srun, squeue, scontrol, sacct
+  munge                    # Slurm's authentication
   ca-certificates
 )
 

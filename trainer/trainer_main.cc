@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -21,6 +22,7 @@
 #include "trainer/predict/predict.h"
 #include "trainer/predict/report.h"
 #include "trainer/train/collective.h"
+#include "trainer/train/preemption.h"
 #include "trainer/train/train_options.h"
 #include "trainer/train/training_job.h"
 #include "xfer/config.h"
@@ -116,8 +118,11 @@ int run_train(xfer::trainer::train::TrainOptions& options, int* argc, char*** ar
   xfer::common::set_log_rank(world->rank());
   train::JobProgress progress;
   try {
-    train::run_training_job(options, *world, progress);
-    return 0;
+    const train::JobOutcome outcome = train::run_training_job(options, *world, progress);
+    // The job is over: a late preemption signal (Slurm's timer, a forwarded
+    // SIGUSR1) must not kill the ranks on their way out.
+    std::signal(SIGUSR1, SIG_IGN);
+    return outcome == train::JobOutcome::kPreempted ? train::kExitPreempted : 0;
   } catch (const train::SharedError& e) {
     // Every rank got the same error at the same point: they end together.
     if (world->rank() == 0) {

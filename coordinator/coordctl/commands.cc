@@ -1,16 +1,27 @@
 #include "coordinator/coordctl/commands.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <csignal>
+#include <exception>
+#include <iostream>
 #include <mutex>
+#include <thread>
 
 #include "common/flags.h"
 #include "common/logging.h"
+#include "coordinator/checkpoint/posix_filesystem.h"
 #include "coordinator/coordctl/format.h"
 #include "coordinator/coordctl/json_output.h"
+#include "coordinator/coordctl/live_view.h"
+#include "coordinator/coordctl/report_html.h"
 
 namespace xfer::coordinator::coordctl {
 
@@ -86,11 +97,22 @@ void define_flags(CLI::App& app, CommandLine& line) {
       ->capture_default_str();
   ranks->callback([&c] { c.kind = CommandKind::kRanks; });
 
-  auto* watch =
-      app.add_subcommand("watch", "Print each aggregated epoch as it arrives until the run ends");
+  auto* watch = app.add_subcommand(
+      "watch",
+      "Follow a run until it ends: a live view on a terminal, else one line per aggregated epoch");
   watch->add_option("run", c.run, "Run name")->required();
   watch->add_option("--from", c.from_sequence, "First event sequence number (0: from the start)")
       ->check(CLI::NonNegativeNumber);
+  watch
+      ->add_option("--interval", c.interval_s,
+                   "Live view: seconds between polls of the ranks' latest figures")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  watch
+      ->add_option("--threshold", c.straggler_threshold,
+                   "Live view: a rank below this fraction of the median img/s is a straggler")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
   watch->callback([&c] { c.kind = CommandKind::kWatch; });
 
   auto* checkpoints = app.add_subcommand("checkpoints", "List, download or delete checkpoints");
@@ -123,6 +145,9 @@ void define_flags(CLI::App& app, CommandLine& line) {
       "report", "A run's final test report: loss, top-1/3, per-class scores, confusion matrix");
   report->add_option("run", c.run, "Run name")->required();
   report->add_flag("--confusion", c.confusion, "Also print the confusion matrix");
+  report->add_option("-o,--output", c.output,
+                     "Write a self-contained HTML report (curves, confusion heatmap, per-class "
+                     "table, test samples, ranks, config) to this file instead");
   report->callback([&c] { c.kind = CommandKind::kReport; });
 }
 
@@ -141,6 +166,186 @@ int watch_run(const CommandLine& line, client::CoordinatorClient& client, std::o
     }
   }
   return exit_code;
+}
+
+// ---- watch on a terminal (live_view.h draws the screen)
+
+// The signal that asked the live view to stop (SIGINT, SIGTERM); 0: none.
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free, "a signal handler may only touch lock-free");
+
+extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
+
+// Catches SIGINT and SIGTERM while it lives, so the terminal is restored
+// before coordctl exits; puts the previous handlers back.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal.store(0);
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  bool stopped() const { return g_stop_signal.load() != 0; }
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+// The terminal while the live view is on it: cursor hidden, screen cleared;
+// restored however the view ends (the last frame stays).
+class LiveScreen {
+ public:
+  explicit LiveScreen(std::ostream& out) : out_(out) {
+    out_ << kEnterLiveScreen;
+    out_.flush();
+  }
+  ~LiveScreen() {
+    out_ << kLeaveLiveScreen;
+    out_.flush();
+  }
+  LiveScreen(const LiveScreen&) = delete;
+  LiveScreen& operator=(const LiveScreen&) = delete;
+
+  void draw(const std::string& screen) {
+    out_ << frame_for_terminal(screen);
+    out_.flush();
+  }
+
+ private:
+  std::ostream& out_;
+};
+
+// The Watch stream, read on a thread of its own so the screen keeps being
+// redrawn (and Ctrl-C noticed) while no event comes.
+class EventFeed {
+ public:
+  EventFeed(client::CoordinatorClient& client, const std::string& run, std::int64_t from)
+      : reader_(client.watch(run, from)), thread_([this] { read(); }) {}
+  ~EventFeed() {
+    reader_->cancel();
+    thread_.join();
+  }
+  EventFeed(const EventFeed&) = delete;
+  EventFeed& operator=(const EventFeed&) = delete;
+
+  // The events received since the last call, waiting up to `timeout` when
+  // there are none and the stream has not ended.
+  std::vector<v1::MetricsEvent> take(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait_for(lock, timeout, [this] { return !events_.empty() || done_; });
+    std::vector<v1::MetricsEvent> out;
+    out.swap(events_);
+    return out;
+  }
+  // The stream has ended (the run's final state came, or an error).
+  bool done() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return done_;
+  }
+  // What ended the stream, if it failed; rethrown by the caller.
+  std::exception_ptr error() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return error_;
+  }
+
+ private:
+  void read() {
+    std::exception_ptr error;
+    try {
+      while (auto event = reader_->next()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        events_.push_back(std::move(*event));
+        changed_.notify_all();
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = error;
+    done_ = true;
+    changed_.notify_all();
+  }
+
+  std::unique_ptr<client::WatchReader> reader_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  // Guarded by mutex_.
+  std::vector<v1::MetricsEvent> events_;
+  bool done_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+int stdout_columns() {
+  winsize size{};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) != 0) return 0;
+  return size.ws_col;
+}
+
+// GetRun and Ranks, every --interval (read-only RPCs). A failed poll is
+// shown on the screen and retried at the next one.
+void poll(client::CoordinatorClient& client, LiveViewState& state) {
+  try {
+    state.ranks = client.ranks(state.run);
+    if (!state.finished) state.run_info = client.get_run(state.run);
+    state.notice.clear();
+  } catch (const client::RpcError& e) {
+    state.notice = std::string(e.what()) + " (retrying)";
+  }
+}
+
+int watch_live(const CommandLine& line, client::CoordinatorClient& client, std::ostream& out) {
+  const Command& c = line.command;
+  LiveViewState state;
+  state.run = c.run;
+  state.straggler_threshold = c.straggler_threshold;
+  state.interval_s = c.interval_s;
+  // An unknown run fails here, before the terminal is touched.
+  state.run_info = client.get_run(c.run);
+  StopSignals signals;
+  EventFeed feed(client, c.run, c.from_sequence);
+  LiveScreen screen(out);
+  const auto interval = to_ms(c.interval_s);
+  auto next_poll = std::chrono::steady_clock::now();
+  bool dirty = true;
+  while (!signals.stopped()) {
+    const bool ended = feed.done();  // before take(): no event is left behind
+    for (const auto& event : feed.take(std::chrono::milliseconds(100))) {
+      apply_event(state, event);
+      dirty = true;
+    }
+    if (ended) break;
+    if (std::chrono::steady_clock::now() >= next_poll) {
+      poll(client, state);
+      next_poll = std::chrono::steady_clock::now() + interval;
+      dirty = true;
+    }
+    if (dirty) {
+      state.now_unix_ms = now_unix_ms();
+      screen.draw(render_live_view(state, {true, stdout_columns()}));
+      dirty = false;
+    }
+  }
+  if (signals.stopped()) return kExitInterrupted;
+  if (const auto error = feed.error()) std::rethrow_exception(error);
+  // The run has ended: its final figures, then the last frame stays.
+  state.finished = true;
+  poll(client, state);
+  state.now_unix_ms = now_unix_ms();
+  screen.draw(render_live_view(state, {true, stdout_columns()}));
+  return state.run_info && state.run_info->state() == v1::RUN_STATE_FAILED ? kExitRunFailed
+                                                                           : kExitOk;
 }
 
 int get_checkpoint(const CommandLine& line, client::CoordinatorClient& client, std::ostream& out,
@@ -168,6 +373,43 @@ int get_checkpoint(const CommandLine& line, client::CoordinatorClient& client, s
         << ", sha256 " << result.sha256
         << (result.verified ? " (verified)"
                             : " (not verified: pass --run RUN or --sha256 HEX to check it)")
+        << '\n';
+  }
+  return kExitOk;
+}
+
+// report RUN -o FILE: everything the page shows, fetched first, then the
+// file written atomically (a failed call leaves no half-written page).
+int write_html_report(const CommandLine& line, client::CoordinatorClient& client,
+                      std::ostream& out) {
+  const Command& c = line.command;
+  ReportPageInputs inputs;
+  inputs.run = client.get_run(c.run);
+  inputs.history = client.history(c.run);
+  inputs.ranks = client.ranks(c.run);
+  try {
+    inputs.report = client.get_report(c.run);
+  } catch (const client::RpcError& e) {
+    // A run that has not finished has no report yet: the page says so.
+    if (e.code() != grpc::StatusCode::NOT_FOUND) throw;
+  }
+  inputs.generated_unix_ms = now_unix_ms();
+  const std::string page = render_report_html(inputs);
+  try {
+    coordinator::checkpoint::write_file_atomically(*coordinator::checkpoint::posix_filesystem(),
+                                                   c.output, page);
+  } catch (const std::exception& e) {
+    throw client::ClientError("cannot write the HTML report to " + c.output + ": " + e.what() +
+                              " (expected a writable path)");
+  }
+  if (line.global.json) {
+    print_json(out, {{"run", c.run},
+                     {"path", c.output},
+                     {"bytes", page.size()},
+                     {"has_report", inputs.report.has_value()}});
+  } else {
+    out << "wrote " << c.output << ": " << format_bytes(static_cast<std::int64_t>(page.size()))
+        << (inputs.report ? "" : " (the run has no test report yet: curves, ranks and config only)")
         << '\n';
   }
   return kExitOk;
@@ -250,7 +492,7 @@ int execute(const CommandLine& line, client::CoordinatorClient& client, std::ost
       return kExitOk;
     }
     case CommandKind::kWatch:
-      return watch_run(line, client, out);
+      return c.live && !json ? watch_live(line, client, out) : watch_run(line, client, out);
     case CommandKind::kCheckpointsList: {
       const auto list = client.list_checkpoints(c.run);
       if (json) {
@@ -275,6 +517,7 @@ int execute(const CommandLine& line, client::CoordinatorClient& client, std::ost
     case CommandKind::kCheckpointsGet:
       return get_checkpoint(line, client, out, err);
     case CommandKind::kReport: {
+      if (!c.output.empty()) return write_html_report(line, client, out);
       const auto report = client.get_report(c.run);
       if (json) {
         print_json(out, report_json(report));
@@ -300,7 +543,9 @@ int run_coordctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   auto parsed = parse_command_line(args, out, err);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
-  const CommandLine& line = std::get<CommandLine>(parsed);
+  CommandLine& line = std::get<CommandLine>(parsed);
+  // The live view needs a terminal to redraw; a pipe or file gets lines.
+  line.command.live = &out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   try {
     set_up_logging(line.global.log_level);
     client::CoordinatorClient client(client_options(line.global));

@@ -3,10 +3,11 @@
 // are tested without a server, and execute() takes any CoordinatorClient.
 //
 //   coordctl [--coordinator ADDR] [--token-file F] [--tls-ca F] [--json] COMMAND
-//     status [RUN] | runs | metrics RUN [--csv] | ranks RUN | watch RUN
+//     status [RUN] | runs | metrics RUN [--csv] | ranks RUN |
+//     watch RUN [--from N] [--interval S] [--threshold F]
 //     checkpoints list RUN | best RUN [--phase P] | latest RUN [--phase P] |
 //                 get ID -o FILE | delete ID
-//     report RUN [--confusion]
+//     report RUN [--confusion] [-o FILE.html]
 //
 // See docs/coordctl.md for every flag, the JSON fields and the exit codes.
 #pragma once
@@ -25,12 +26,13 @@ namespace xfer::coordinator::coordctl {
 
 // Exit codes (documented in docs/coordctl.md; scripts rely on them).
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitInternal = 1;   // a bug: an unexpected exception
-inline constexpr int kExitUsage = 2;      // bad command line
-inline constexpr int kExitRpc = 3;        // the coordinator refused or could not be reached
-inline constexpr int kExitLocal = 4;      // a local file: token, CA, output
-inline constexpr int kExitChecksum = 5;   // a download did not match its SHA-256
-inline constexpr int kExitRunFailed = 6;  // watch: the run ended FAILED
+inline constexpr int kExitInternal = 1;       // a bug: an unexpected exception
+inline constexpr int kExitUsage = 2;          // bad command line
+inline constexpr int kExitRpc = 3;            // the coordinator refused or could not be reached
+inline constexpr int kExitLocal = 4;          // a local file: token, CA, output
+inline constexpr int kExitChecksum = 5;       // a download did not match its SHA-256
+inline constexpr int kExitRunFailed = 6;      // watch: the run ended FAILED
+inline constexpr int kExitInterrupted = 130;  // watch: Ctrl-C (SIGINT) or SIGTERM (128 + 2)
 
 struct GlobalOptions {
   // Default: 127.0.0.1:50051 (or $XFER_COORDINATOR).
@@ -69,14 +71,19 @@ struct Command {
   CommandKind kind = CommandKind::kStatus;
   std::string run;     // status (optional), metrics, ranks, watch, checkpoints list/best/latest
   std::string id;      // checkpoints get/delete
-  std::string output;  // checkpoints get -o
+  std::string output;  // checkpoints get -o; report -o (the HTML report)
   std::string expect_sha256;  // checkpoints get --sha256
   std::string verify_run;     // checkpoints get --run: look the SHA-256 up in its List
   bool csv = false;           // metrics --csv
-  double straggler_threshold = kDefaultStragglerThreshold;  // ranks --threshold
+  double straggler_threshold = kDefaultStragglerThreshold;  // ranks, watch --threshold
   std::int64_t from_sequence = 0;                           // watch --from
   std::string phase;                                        // checkpoints best/latest --phase
   bool confusion = false;                                   // report --confusion
+  // watch --interval: seconds between Ranks polls of the live view.
+  double interval_s = 1.0;
+  // watch: redraw a live view in place (stdout is a terminal and no --json)
+  // instead of one line per event. Set by run_coordctl, not a flag.
+  bool live = false;
 };
 
 struct CommandLine {
@@ -100,7 +107,8 @@ int execute(const CommandLine& line, client::CoordinatorClient& client, std::ost
             std::ostream& err);
 
 // The whole program: parse, set up logging, connect, execute, and turn every
-// error into one line on `err` and an exit code.
+// error into one line on `err` and an exit code. `watch` shows its live view
+// when `out` is std::cout, stdout is a terminal and --json is not given.
 int run_coordctl(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
 }  // namespace xfer::coordinator::coordctl

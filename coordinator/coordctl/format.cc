@@ -46,6 +46,8 @@ std::string run_state_name(v1::RunState state) {
       return "completed";
     case v1::RUN_STATE_FAILED:
       return "failed";
+    case v1::RUN_STATE_PREEMPTED:
+      return "preempted";
     default:
       return "unspecified";
   }

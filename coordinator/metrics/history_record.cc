@@ -48,6 +48,7 @@ std::string encode(const HistoryRecord& record) {
   j["comm_ms"] = r.comm_ms;
   j["learning_rate"] = r.learning_rate;
   j["end_of_epoch"] = r.end_of_epoch;
+  j["steps_in_epoch"] = r.steps_in_epoch;
   return j.dump();
 }
 
@@ -94,6 +95,8 @@ HistoryRecord decode(std::string_view line) {
   r.comm_ms = field<double>(j, "comm_ms");
   r.learning_rate = field<double>(j, "learning_rate");
   r.end_of_epoch = field<bool>(j, "end_of_epoch");
+  // Absent from files written before the field existed: unknown.
+  if (j.contains("steps_in_epoch")) r.steps_in_epoch = field<std::int64_t>(j, "steps_in_epoch");
   return record;
 }
 

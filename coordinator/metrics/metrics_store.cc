@@ -251,6 +251,7 @@ ReportResult MetricsStore::apply(const RankReport& report, std::int64_t unix_ms,
   status.data_wait_ms = report.data_wait_ms;
   status.comm_ms = report.comm_ms;
   status.learning_rate = report.learning_rate;
+  status.steps_in_epoch = report.steps_in_epoch;
   status.updated_unix_ms = unix_ms;
 
   ReportResult result;

@@ -6,8 +6,8 @@
 // duplicate and counted once. The same key with different *counted* content
 // (world_size, loss_sum, correct_top1, correct_top3, samples, learning_rate,
 // end_of_epoch) is a conflict and an error. The performance figures
-// (images/s, data wait, comm) are not compared: a step re-run after a crash
-// reproduces the counts, not the timings.
+// (images/s, data wait, comm) and steps_in_epoch are not compared: a step
+// re-run after a crash reproduces the counts, not the timings.
 //
 // Aggregation. Reports are grouped by (run, phase, epoch, split). The group
 // takes its world size W from its first report; later reports must agree. It

@@ -115,6 +115,10 @@ void validate(const RankReport& report) {
   check_figure(report, "data_wait_ms", report.data_wait_ms);
   check_figure(report, "comm_ms", report.comm_ms);
   check_figure(report, "learning_rate", report.learning_rate);
+  if (report.steps_in_epoch < 0) {
+    invalid(report, "steps_in_epoch " + std::to_string(report.steps_in_epoch) +
+                        " is negative (expected the planned steps of the epoch, or 0: unknown)");
+  }
 }
 
 }  // namespace xfer::coordinator::metrics

@@ -55,6 +55,9 @@ struct RankReport {
   double comm_ms = 0.0;
   // REQUIRES: finite, >= 0.
   double learning_rate = 0.0;
+  // The rank's planned steps of this (phase, epoch, split), for progress
+  // views; 0: unknown. Shown, never compared. REQUIRES: >= 0.
+  std::int64_t steps_in_epoch = 0;
   // This rank has reported every step of this (phase, epoch, split): no new
   // step may follow from it.
   bool end_of_epoch = false;
@@ -105,6 +108,8 @@ struct RankStatus {
   double data_wait_ms = 0.0;
   double comm_ms = 0.0;
   double learning_rate = 0.0;
+  // Of the latest report; 0: unknown.
+  std::int64_t steps_in_epoch = 0;
   // When the coordinator stored the report (Unix time, ms).
   std::int64_t updated_unix_ms = 0;
 };

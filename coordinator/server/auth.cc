@@ -1,7 +1,11 @@
 #include "coordinator/server/auth.h"
 
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
+#include <cstdio>
 #include <fstream>
 #include <stdexcept>
 
@@ -16,7 +20,44 @@ bool tokens_equal(const std::string& a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// Logs a refused call at debug level: the method, the peer and why, never a
+// token (a wrong token may be a real one pasted into the wrong place).
+grpc::Status refuse(const grpc::ServerContextBase& context, grpc::StatusCode code,
+                    const std::string& message) {
+  spdlog::debug("auth: refused a call from {}: {}", context.peer(), message);
+  return {code, message};
+}
+
 }  // namespace
+
+std::optional<std::string> token_file_mode_warning(const std::filesystem::path& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return std::nullopt;
+  const unsigned others = info.st_mode & 077;
+  if (others == 0) return std::nullopt;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+  return "token file " + path.string() + " has mode " + mode + ": its group or other users " +
+         ((others & 044) != 0 ? "can read the token" : "have access to it") +
+         " (expected 0600 or 0400, owner only: run chmod 600 " + path.string() + ")";
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost") return true;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string text(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_LOOPBACK(&v6);
+  }
+  return false;
+}
 
 std::string read_token_file(const std::filesystem::path& path) {
   std::ifstream in(path);
@@ -54,26 +95,27 @@ grpc::Status Authorizer::check(const grpc::ServerContextBase& context, Role requ
   const auto& metadata = context.client_metadata();
   const auto it = metadata.find("authorization");
   if (it == metadata.end()) {
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            std::string(method) +
-                ": no authorization metadata (expected 'authorization: Bearer "
-                "TOKEN'; pass --token-file)"};
+    return refuse(context, grpc::StatusCode::UNAUTHENTICATED,
+                  std::string(method) +
+                      ": no authorization metadata (expected 'authorization: Bearer "
+                      "TOKEN'; pass --token-file)");
   }
   const std::string_view value(it->second.data(), it->second.size());
   if (value.substr(0, kBearer.size()) != kBearer) {
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            std::string(method) + ": authorization metadata is not 'Bearer TOKEN'"};
+    return refuse(context, grpc::StatusCode::UNAUTHENTICATED,
+                  std::string(method) + ": authorization metadata is not 'Bearer TOKEN'");
   }
   const std::string_view token = value.substr(kBearer.size());
   if (admin_token_ && tokens_equal(*admin_token_, token)) return grpc::Status::OK;
   if (read_token_ && tokens_equal(*read_token_, token)) {
     if (required == Role::kRead) return grpc::Status::OK;
-    return {grpc::StatusCode::PERMISSION_DENIED,
-            std::string(method) +
-                ": the read-only token may not call this method (it needs the "
-                "admin token)"};
+    return refuse(context, grpc::StatusCode::PERMISSION_DENIED,
+                  std::string(method) +
+                      ": the read-only token may not call this method (it needs the "
+                      "admin token)");
   }
-  return {grpc::StatusCode::UNAUTHENTICATED, std::string(method) + ": unknown token"};
+  return refuse(context, grpc::StatusCode::UNAUTHENTICATED,
+                std::string(method) + ": unknown token");
 }
 
 }  // namespace xfer::coordinator::server

@@ -3,12 +3,15 @@
 // Two roles. The admin token (--token-file) may call everything; the
 // read-only token (--read-token-file) may call only the monitoring methods
 // (those marked [read] in coordinator.proto). With no token files at all,
-// every call is allowed: the server then listens on 127.0.0.1 by default, and
+// every call is allowed: the server then listens on 127.0.0.1 by default,
+// and validate() (server.h) refuses any other address unless --insecure says
 // the operator chose an open service.
 //
 // Tokens travel as `authorization: Bearer TOKEN` metadata. Each handler calls
 // Authorizer::check(context, role) first; that one function is the whole auth
-// layer, so the rule lives in one place.
+// layer, so the rule lives in one place. Nothing here logs or returns a
+// token, a received one included: refusals name the method, the peer and the
+// reason only.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -16,6 +19,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace xfer::coordinator::server {
 
@@ -27,6 +31,18 @@ enum class Role { kRead, kAdmin };
 std::string read_token_file(const std::filesystem::path& path);
 
 inline constexpr std::size_t kMinTokenLength = 16;
+
+// A warning when `path` may be read or written by its group or by others
+// (mode & 077), as ssh checks private keys; std::nullopt when only the owner
+// has access, or when the mode cannot be read (read_token_file reports that).
+// The coordinator logs it and starts anyway: a token file shared with a job's
+// group can be deliberate, a world-readable one rarely is.
+std::optional<std::string> token_file_mode_warning(const std::filesystem::path& path);
+
+// Whether `host` (the HOST of --listen HOST:PORT) names only the loopback
+// interface: 127.0.0.0/8, ::1 (bracketed or not) or localhost. 0.0.0.0, [::],
+// other addresses and other names are not.
+bool is_loopback_host(std::string_view host);
 
 class Authorizer {
  public:

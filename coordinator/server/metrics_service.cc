@@ -1,6 +1,7 @@
 #include "coordinator/server/metrics_service.h"
 
 #include <chrono>
+#include <utility>
 
 namespace xfer::coordinator::server {
 namespace {
@@ -55,8 +56,9 @@ grpc::Status to_status(const metrics::MetricsError& error, const char* method) {
 }
 
 MetricsServiceImpl::MetricsServiceImpl(metrics::MetricsStore& store, const RunRegistry& runs,
-                                       RecentErrors& errors, const Authorizer& auth)
-    : store_(store), runs_(runs), errors_(errors), auth_(auth) {}
+                                       RecentErrors& errors, const Authorizer& auth,
+                                       ReportObserver on_report)
+    : store_(store), runs_(runs), errors_(errors), auth_(auth), on_report_(std::move(on_report)) {}
 
 grpc::Status MetricsServiceImpl::Report(grpc::ServerContext* context,
                                         const v1::MetricsReport* request, v1::ReportAck* response) {
@@ -97,11 +99,13 @@ grpc::Status MetricsServiceImpl::Report(grpc::ServerContext* context,
   report.images_per_second = request->images_per_second();
   report.data_wait_ms = request->data_wait_ms();
   report.comm_ms = request->comm_ms();
+  report.steps_in_epoch = request->steps_in_epoch();
   report.learning_rate = request->learning_rate();
   report.end_of_epoch = request->end_of_epoch();
   try {
     const metrics::ReportResult result = store_.report(report);
     response->set_duplicate(result.duplicate);
+    if (on_report_) notify(report, result);
   } catch (const metrics::MetricsError& e) {
     if (e.code() == metrics::MetricsError::Code::kIo ||
         e.code() == metrics::MetricsError::Code::kDataLoss) {
@@ -110,6 +114,15 @@ grpc::Status MetricsServiceImpl::Report(grpc::ServerContext* context,
     return to_status(e, "Report");
   }
   return grpc::Status::OK;
+}
+
+void MetricsServiceImpl::notify(const metrics::RankReport& report,
+                                const metrics::ReportResult& result) {
+  try {
+    on_report_(report, result);
+  } catch (const std::exception& e) {
+    errors_.add("metrics observer (" + metrics::describe_key(report) + "): " + e.what());
+  }
 }
 
 grpc::Status MetricsServiceImpl::Watch(grpc::ServerContext* context,
@@ -122,8 +135,18 @@ grpc::Status MetricsServiceImpl::Watch(grpc::ServerContext* context,
             "Watch: from_sequence " + std::to_string(request->from_sequence()) +
                 " is negative (expected 0 for the beginning, or a sequence number)"};
   }
+  // Slow and stuck watchers. Each stream reads the run's shared event log by
+  // cursor (metrics_store.h): nothing is queued per watcher beyond the batch
+  // in hand (at most 256 events), and the store's lock is not held while
+  // writing. A client that stops reading fills its HTTP/2 flow-control window;
+  // Write() then blocks this handler's thread only, until the client reads,
+  // cancels, or its deadline passes, or the server shuts down. Reports go on
+  // meanwhile, and the client, reading again, gets every event in order
+  // (tests/coordinator/service_slow_watcher_test.cc).
   metrics::Watcher watcher(store_, request->run(), request->from_sequence());
-  while (!context->IsCancelled()) {
+  // After shutdown the store answers at once: stop instead of spinning; the
+  // client resumes from its last sequence on a new server.
+  while (!context->IsCancelled() && !store_.is_shut_down()) {
     const auto events = watcher.next(std::chrono::milliseconds(500));
     for (const auto& event : events) {
       v1::MetricsEvent out;
@@ -170,6 +193,8 @@ grpc::Status MetricsServiceImpl::Ranks(grpc::ServerContext* context,
     out->set_data_wait_ms(rank.data_wait_ms);
     out->set_comm_ms(rank.comm_ms);
     out->set_updated_unix_ms(rank.updated_unix_ms);
+    out->set_split(to_proto(rank.split));
+    out->set_steps_in_epoch(rank.steps_in_epoch);
   }
   return grpc::Status::OK;
 }

@@ -2,6 +2,8 @@
 // out (see metrics/metrics_store.h for the rules).
 #pragma once
 
+#include <functional>
+
 #include "coordinator/metrics/metrics_store.h"
 #include "coordinator/server/auth.h"
 #include "coordinator/server/recent_errors.h"
@@ -12,9 +14,16 @@ namespace xfer::coordinator::server {
 
 class MetricsServiceImpl final : public v1::MetricsService::Service {
  public:
+  // Called after each report the store accepted (duplicates included), with
+  // what the store answered: how the TensorBoard writers learn of completed
+  // epochs. It runs on the reporting thread, outside the store's lock; what
+  // it throws is listed in the recent errors and never fails the report.
+  using ReportObserver =
+      std::function<void(const metrics::RankReport&, const metrics::ReportResult&)>;
+
   // Every argument must outlive the service.
   MetricsServiceImpl(metrics::MetricsStore& store, const RunRegistry& runs, RecentErrors& errors,
-                     const Authorizer& auth);
+                     const Authorizer& auth, ReportObserver on_report = nullptr);
 
   grpc::Status Report(grpc::ServerContext* context, const v1::MetricsReport* request,
                       v1::ReportAck* response) override;
@@ -26,10 +35,13 @@ class MetricsServiceImpl final : public v1::MetricsService::Service {
                      v1::RanksResponse* response) override;
 
  private:
+  void notify(const metrics::RankReport& report, const metrics::ReportResult& result);
+
   metrics::MetricsStore& store_;
   const RunRegistry& runs_;
   RecentErrors& errors_;
   const Authorizer& auth_;
+  const ReportObserver on_report_;
 };
 
 // Conversions between the store's structs and the wire messages.

@@ -30,6 +30,11 @@ struct CoordinatorOptions {
   std::string token_file;
   std::string read_token_file;
 
+  // Allow listening on an address other than loopback with no token file
+  // (anyone who reaches the port may then write). Default: false: such a
+  // --listen is refused at start-up.
+  bool insecure = false;
+
   // TLS: both or neither. Default: plaintext.
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -45,6 +50,11 @@ struct CoordinatorOptions {
   // the last K by (epoch, step). Default: 1 and 2.
   int keep_best = 1;
   int keep_last = 2;
+
+  // Where TensorBoard event files go, one directory per run
+  // (coordinator/tensorboard/run_event_writers.h). Created if missing.
+  // Default: empty (none are written).
+  std::string tensorboard_dir;
 };
 
 // Throws std::invalid_argument naming the flag, the value and what was

@@ -14,6 +14,12 @@ namespace {
 constexpr char kSuffix[] = ".report.pb";
 constexpr char kTempSuffix[] = ".tmp";  // checkpoint::write_file_atomically's
 
+// Limits of RunReport.predictions (coordinator.proto): a few images for
+// people to look at, not a dataset. 64 CIFAR images are 196 KB.
+constexpr int kMaxPredictions = 64;
+constexpr int kMaxSampleSide = 1024;  // channels, height and width each
+constexpr int kMaxSampleTopClasses = 5;
+
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -114,6 +120,68 @@ std::optional<std::string> invalid_counts(const v1::RunReport& r) {
   return std::nullopt;
 }
 
+// The prediction samples: at most kMaxPredictions, each image exactly
+// channels x height x width bytes, labels and classes within num_classes,
+// probabilities in [0, 1], one per class. Checked after invalid_counts, so
+// num_classes is in range.
+std::optional<std::string> invalid_sample(const v1::PredictionSample& s, const std::string& name,
+                                          std::int64_t num_classes) {
+  if (s.index() < 0) {
+    return name + ".index " + std::to_string(s.index()) +
+           " is negative (expected a position in the split)";
+  }
+  if (s.label() < 0 || s.label() >= num_classes) {
+    return name + ".label " + std::to_string(s.label()) + " is out of range (expected 0.." +
+           std::to_string(num_classes - 1) + ")";
+  }
+  const std::pair<const char*, std::int32_t> dims[] = {
+      {"channels", s.channels()}, {"height", s.height()}, {"width", s.width()}};
+  for (const auto& [field, value] : dims) {
+    if (value < 1 || value > kMaxSampleSide) {
+      return name + "." + field + " " + std::to_string(value) + " is out of range (expected 1.." +
+             std::to_string(kMaxSampleSide) + ")";
+    }
+  }
+  const std::int64_t pixels = std::int64_t{s.channels()} * s.height() * s.width();
+  if (static_cast<std::int64_t>(s.image().size()) != pixels) {
+    return name + ".image has " + std::to_string(s.image().size()) +
+           " bytes (expected channels x height x width = " + std::to_string(s.channels()) + "x" +
+           std::to_string(s.height()) + "x" + std::to_string(s.width()) + " = " +
+           std::to_string(pixels) + ")";
+  }
+  if (s.top_classes_size() > kMaxSampleTopClasses) {
+    return name + ".top_classes has " + std::to_string(s.top_classes_size()) +
+           " entries (expected at most " + std::to_string(kMaxSampleTopClasses) + ")";
+  }
+  if (s.top_probabilities_size() != s.top_classes_size()) {
+    return name + ".top_probabilities has " + std::to_string(s.top_probabilities_size()) +
+           " entries (expected one per top class: " + std::to_string(s.top_classes_size()) + ")";
+  }
+  for (int k = 0; k < s.top_classes_size(); ++k) {
+    const std::string at = "[" + std::to_string(k) + "]";
+    if (s.top_classes(k) < 0 || s.top_classes(k) >= num_classes) {
+      return name + ".top_classes" + at + " " + std::to_string(s.top_classes(k)) +
+             " is out of range (expected 0.." + std::to_string(num_classes - 1) + ")";
+    }
+    if (auto p = invalid_fraction(name + ".top_probabilities" + at, s.top_probabilities(k))) {
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> invalid_predictions(const v1::RunReport& r) {
+  if (r.predictions_size() > kMaxPredictions) {
+    return "predictions has " + std::to_string(r.predictions_size()) +
+           " samples (expected at most " + std::to_string(kMaxPredictions) + ")";
+  }
+  for (int i = 0; i < r.predictions_size(); ++i) {
+    const std::string name = "predictions[" + std::to_string(i) + "]";
+    if (auto problem = invalid_sample(r.predictions(i), name, r.num_classes())) return problem;
+  }
+  return std::nullopt;
+}
+
 std::int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -124,7 +192,8 @@ std::int64_t now_unix_ms() {
 
 std::optional<std::string> invalid_report(const v1::RunReport& report) {
   if (auto problem = invalid_counts(report)) return problem;
-  return invalid_scores(report);
+  if (auto problem = invalid_scores(report)) return problem;
+  return invalid_predictions(report);
 }
 
 ReportStore::ReportStore(const std::filesystem::path& state_dir,

@@ -34,7 +34,9 @@ inline constexpr int kMaxReportClasses = 10000;
 // with index i; num_classes^2 confusion counts, none negative, summing to
 // `samples`; each class's support equal to its confusion row sum; loss
 // finite; top1, top3 and every precision/recall/F1 (per class, macro,
-// weighted) finite and within [0, 1].
+// weighted) finite and within [0, 1]; at most 64 predictions, each with
+// channels x height x width image bytes, label and top_classes below
+// num_classes, one top_probability in [0, 1] per top class (at most 5).
 std::optional<std::string> invalid_report(const v1::RunReport& report);
 
 // A stored report file that cannot be read or parsed (DATA_LOSS). The

@@ -129,9 +129,11 @@ std::vector<v1::Run> RunRegistry::list() const {
 }
 
 std::variant<v1::Run, RunError> RunRegistry::end(const v1::EndRunRequest& request) {
-  if (request.state() != v1::RUN_STATE_COMPLETED && request.state() != v1::RUN_STATE_FAILED) {
+  if (request.state() != v1::RUN_STATE_COMPLETED && request.state() != v1::RUN_STATE_FAILED &&
+      request.state() != v1::RUN_STATE_PREEMPTED) {
     return invalid("EndRun: state " + v1::RunState_Name(request.state()) +
-                   " is not a final state (expected RUN_STATE_COMPLETED or RUN_STATE_FAILED)");
+                   " does not end an attempt (expected RUN_STATE_COMPLETED, RUN_STATE_FAILED or "
+                   "RUN_STATE_PREEMPTED)");
   }
   v1::Run run;
   std::function<void(const v1::Run&)> listener;
@@ -151,7 +153,10 @@ std::variant<v1::Run, RunError> RunRegistry::end(const v1::EndRunRequest& reques
     run.set_state(request.state());
     run.set_ended_unix_ms(now_unix_ms());
     run.set_message(request.message());
-    run.add_events((request.state() == v1::RUN_STATE_COMPLETED ? "completed" : "failed") +
+    const char* what = request.state() == v1::RUN_STATE_COMPLETED ? "completed"
+                       : request.state() == v1::RUN_STATE_FAILED  ? "failed"
+                                                                  : "preempted";
+    run.add_events(what +
                    (request.message().empty() ? std::string() : ": " + request.message()));
     it->second = run;
     persist_locked();

@@ -20,6 +20,7 @@
 #include "coordinator/server/report_store.h"
 #include "coordinator/server/run_registry.h"
 #include "coordinator/server/run_service.h"
+#include "coordinator/tensorboard/run_event_writers.h"
 
 namespace xfer::coordinator::server {
 namespace {
@@ -59,7 +60,23 @@ checkpoint::StoreOptions checkpoint_options(const CoordinatorOptions& options) {
 
 std::optional<std::string> optional_token(const std::string& path) {
   if (path.empty()) return std::nullopt;
-  return read_token_file(path);
+  std::string token = read_token_file(path);
+  if (auto warning = token_file_mode_warning(path)) spdlog::warn("{}", *warning);
+  return token;
+}
+
+std::string listen_host(const std::string& listen) { return listen.substr(0, listen.rfind(':')); }
+
+// The TensorBoard writers, or none without --tensorboard-dir. Their write
+// failures go where `coordctl status` shows them.
+std::unique_ptr<tensorboard::RunEventWriters> make_tensorboard(const CoordinatorOptions& options,
+                                                               const metrics::MetricsStore& store,
+                                                               RecentErrors& errors) {
+  if (options.tensorboard_dir.empty()) return nullptr;
+  tensorboard::TensorBoardOptions tb;
+  tb.dir = options.tensorboard_dir;
+  return std::make_unique<tensorboard::RunEventWriters>(
+      tb, store, [&errors](const std::string& message) { errors.add(message); });
 }
 
 }  // namespace
@@ -69,6 +86,14 @@ void validate(const CoordinatorOptions& options) {
   if (options.listen.empty() || colon == std::string::npos || colon + 1 == options.listen.size()) {
     throw std::invalid_argument("--listen '" + options.listen +
                                 "': expected HOST:PORT, e.g. 127.0.0.1:50051 (port 0 picks one)");
+  }
+  const bool has_token = !options.token_file.empty() || !options.read_token_file.empty();
+  if (!has_token && !options.insecure && !is_loopback_host(listen_host(options.listen))) {
+    throw std::invalid_argument(
+        "--listen " + options.listen +
+        " is not a loopback address and no --token-file was given: anyone who can reach it "
+        "could start runs, report metrics and delete checkpoints (expected --token-file, a "
+        "127.0.0.1 address, or --insecure to serve without tokens on purpose)");
   }
   if (options.datasets.empty()) {
     throw std::invalid_argument("no --dataset given (expected at least one NAME=DIR)");
@@ -105,6 +130,8 @@ struct Coordinator::State {
   checkpoint::CheckpointStore checkpoints;
   ReportStore reports;
   RecentErrors errors;
+  // Null without --tensorboard-dir.
+  std::unique_ptr<tensorboard::RunEventWriters> tensorboard;
   DataServiceImpl data_service;
   RunServiceImpl run_service;
   MetricsServiceImpl metrics_service;
@@ -124,9 +151,14 @@ Coordinator::State::State(const CoordinatorOptions& opts)
       metrics(metrics::MetricsStoreOptions{fs::path(opts.state_dir) / "metrics"}),
       checkpoints(opts.checkpoint_dir, checkpoint_options(opts)),
       reports(opts.state_dir),
+      tensorboard(make_tensorboard(opts, metrics, errors)),
       data_service(datasets, runs, auth, opts.max_batch_size),
       run_service(runs, datasets, metrics, reports, errors, auth),
-      metrics_service(metrics, runs, errors, auth),
+      metrics_service(
+          metrics, runs, errors, auth,
+          [this](const metrics::RankReport& report, const metrics::ReportResult& result) {
+            if (tensorboard) tensorboard->on_report(report, result);
+          }),
       checkpoint_service(checkpoints, runs, errors, auth, kCheckpointChunkBytes) {}
 
 Coordinator::Coordinator(const CoordinatorOptions& options) {
@@ -170,9 +202,19 @@ Coordinator::Coordinator(const CoordinatorOptions& options) {
                              ": cannot listen there (address in use, or not a local address?)");
   }
   state_->server->GetHealthCheckService()->SetServingStatus(true);
-  spdlog::info("coordinator listening on {} ({}, auth {}, datasets: {})", address(),
-               options.tls_cert_file.empty() ? "plaintext" : "TLS",
-               state_->auth.enabled() ? "on" : "off", state_->datasets.names_joined());
+  spdlog::info("coordinator listening on {} ({}, auth {}, datasets: {}, tensorboard: {})",
+               address(), options.tls_cert_file.empty() ? "plaintext" : "TLS",
+               state_->auth.enabled() ? "on" : "off", state_->datasets.names_joined(),
+               options.tensorboard_dir.empty() ? "off" : options.tensorboard_dir);
+  if (!is_loopback_host(listen_host(options.listen))) {
+    if (!state_->auth.enabled()) {
+      spdlog::warn("--insecure: serving {} without tokens; anyone who reaches it may write",
+                   address());
+    } else if (options.tls_cert_file.empty()) {
+      spdlog::warn("serving {} in plaintext: tokens cross the network readable (use --tls-cert)",
+                   address());
+    }
+  }
 }
 
 Coordinator::~Coordinator() { shutdown(); }

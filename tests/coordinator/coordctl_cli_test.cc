@@ -112,6 +112,13 @@ TEST(CoordctlUsageTest, CommandsAndGlobalFlagsInAnyOrder) {
   EXPECT_EQ(report.line().command.run, "r5");
   EXPECT_TRUE(report.line().command.confusion);
   EXPECT_FALSE(parse({"report", "r5"}).line().command.confusion);
+  const Parsed html = parse({"report", "r5", "-o", "r5.html"});
+  ASSERT_EQ(html.exit_code(), -1) << html.err;
+  EXPECT_EQ(html.line().command.kind, CommandKind::kReport);
+  EXPECT_EQ(html.line().command.output, "r5.html");
+  EXPECT_EQ(parse({"report", "r5", "--output", "x.html"}).line().command.output, "x.html");
+  EXPECT_EQ(parse({"report", "r5"}).line().command.output, "");
+  EXPECT_EQ(parse({"report", "r5", "-o"}).exit_code(), kExitUsage);
 }
 
 TEST(CoordctlUsageTest, GlobalFlagsBecomeClientOptions) {

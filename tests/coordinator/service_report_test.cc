@@ -53,6 +53,22 @@ v1::RunReport make_report(const std::string& run, int n = 3) {
   return r;
 }
 
+// A 3x2x2 prediction sample of class `label` with top classes 0, 1, 2.
+v1::PredictionSample make_prediction(std::int64_t index, int label) {
+  v1::PredictionSample s;
+  s.set_index(index);
+  s.set_label(label);
+  s.set_channels(3);
+  s.set_height(2);
+  s.set_width(2);
+  s.set_image(std::string("\x00\x10\x20\x30\x40\x50\x60\x70\x80\x90\xa0\xff", 12));
+  for (int k = 0; k < 3; ++k) {
+    s.add_top_classes(k);
+    s.add_top_probabilities(0.5f / static_cast<float>(k + 1));
+  }
+  return s;
+}
+
 class ReportServiceTest : public CoordinatorFixture {
  protected:
   grpc::Status put(const v1::RunReport& report, v1::PutReportResponse* response = nullptr,
@@ -178,6 +194,68 @@ TEST_F(ReportServiceTest, EveryInconsistencyIsInvalidArgumentNamingTheField) {
   empty.mutable_classes(0)->set_support(0);
   empty.set_samples(0);
   EXPECT_TRUE(put(empty).ok());
+}
+
+TEST_F(ReportServiceTest, PredictionSamplesRoundTripAndEveryBadOneIsInvalidArgument) {
+  start();
+  start_run("r1", 1);
+  v1::RunReport sent = make_report("r1");
+  for (int i = 0; i < 64; ++i) *sent.add_predictions() = make_prediction(i, i % 3);
+  ASSERT_TRUE(put(sent).ok());
+  v1::RunReport stored;
+  ASSERT_TRUE(get("r1", &stored).ok());
+  ASSERT_EQ(stored.predictions_size(), 64);
+  EXPECT_EQ(stored.predictions(63).SerializeAsString(), make_prediction(63, 0).SerializeAsString());
+
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    const char* expect;
+    std::function<void(v1::PredictionSample&)> spoil;
+  };
+  const std::vector<Case> cases = {
+      {"predictions[1].index -4 is negative", [](auto& p) { p.set_index(-4); }},
+      {"predictions[1].label 3 is out of range (expected 0..2)", [](auto& p) { p.set_label(3); }},
+      {"predictions[1].label -1 is out of range", [](auto& p) { p.set_label(-1); }},
+      {"predictions[1].channels 0 is out of range (expected 1..1024)",
+       [](auto& p) { p.set_channels(0); }},
+      {"predictions[1].width 1025 is out of range", [](auto& p) { p.set_width(1025); }},
+      {"predictions[1].image has 12 bytes (expected channels x height x width = 3x2x3 = 18)",
+       [](auto& p) { p.set_width(3); }},
+      {"predictions[1].image has 11 bytes (expected channels x height x width = 3x2x2 = 12)",
+       [](auto& p) { p.mutable_image()->pop_back(); }},
+      {"predictions[1].top_classes has 6 entries (expected at most 5)",
+       [](auto& p) {
+         for (int k = 0; k < 3; ++k) {
+           p.add_top_classes(0);
+           p.add_top_probabilities(0.0f);
+         }
+       }},
+      {"predictions[1].top_probabilities has 2 entries (expected one per top class: 3)",
+       [](auto& p) { p.mutable_top_probabilities()->RemoveLast(); }},
+      {"predictions[1].top_classes[2] 3 is out of range (expected 0..2)",
+       [](auto& p) { p.set_top_classes(2, 3); }},
+      {"predictions[1].top_probabilities[0] 1.5 is outside [0, 1]",
+       [](auto& p) { p.set_top_probabilities(0, 1.5f); }},
+      {"predictions[1].top_probabilities[1] nan is outside [0, 1]",
+       [nan](auto& p) { p.set_top_probabilities(1, nan); }},
+  };
+  for (const Case& c : cases) {
+    v1::RunReport report = make_report("r1");
+    *report.add_predictions() = make_prediction(0, 0);
+    c.spoil(*report.add_predictions() = make_prediction(1, 1));
+    const grpc::Status status = put(report);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.expect;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.expect));
+  }
+  v1::RunReport too_many = make_report("r1");
+  for (int i = 0; i < 65; ++i) *too_many.add_predictions() = make_prediction(i, 0);
+  const grpc::Status status = put(too_many);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("predictions has 65 samples (expected at most 64)"));
+  // The refused puts left the first report in place.
+  ASSERT_TRUE(get("r1", &stored).ok());
+  EXPECT_EQ(stored.predictions_size(), 64);
 }
 
 TEST_F(ReportServiceTest, AdminTokenWritesReadTokenOnlyReads) {

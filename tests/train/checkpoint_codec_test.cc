@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,55 @@ TEST(CheckpointCodec, MalformedTrainingStateIsNamed) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("ckpt-3"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("warmup"), std::string::npos);
+  }
+}
+
+TEST(CheckpointCodec, MidEpochStateRoundTrips) {
+  TrainingState s;
+  s.phase = "head";
+  s.epochs_done = 1;
+  s.global_step = 40;
+  s.phase_step = 40;
+  s.global_epoch = 1;
+  s.val_loss = std::nan("");
+  s.world_size = 2;
+  s.batch_size = 16;
+  s.seed = 11;
+  s.epoch_steps_done = 10;
+  s.epoch_seconds = 2.5;
+  s.epoch_partial = {{12.25, 30, 70, 160}, {11.5, 31, 72, 160}};
+  const TrainingState back = training_state_from_json(to_json(s), "x");
+  EXPECT_TRUE(back.mid_epoch());
+  EXPECT_EQ(back.epoch_steps_done, 10);
+  EXPECT_DOUBLE_EQ(back.epoch_seconds, 2.5);
+  ASSERT_EQ(back.epoch_partial.size(), 2U);
+  EXPECT_DOUBLE_EQ(back.epoch_partial[1].loss_sum, 11.5);
+  EXPECT_EQ(back.epoch_partial[1].top1, 31);
+  EXPECT_EQ(back.epoch_partial[1].top3, 72);
+  EXPECT_EQ(back.epoch_partial[0].samples, 160);
+  EXPECT_TRUE(std::isnan(back.val_loss));
+
+  // An epoch-boundary state writes none of it and reads back as such.
+  TrainingState boundary = s;
+  boundary.epoch_steps_done = 0;
+  boundary.epoch_partial.clear();
+  EXPECT_EQ(to_json(boundary).find("epoch_partial"), std::string::npos);
+  EXPECT_FALSE(training_state_from_json(to_json(boundary), "x").mid_epoch());
+}
+
+TEST(CheckpointCodec, MidEpochStateNeedsEveryRanksCounts) {
+  TrainingState s;
+  s.phase = "finetune";
+  s.world_size = 3;
+  s.epoch_steps_done = 4;
+  s.epoch_partial = {{1.0, 1, 1, 16}, {1.0, 1, 1, 16}};  // 2 of 3 ranks
+  try {
+    training_state_from_json(to_json(s), "ckpt-9");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt-9"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("2 ranks' counts for world size 3"), std::string::npos)
+        << e.what();
   }
 }
 

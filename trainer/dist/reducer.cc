@@ -48,9 +48,21 @@ std::uint64_t mix(std::uint64_t hash, std::uint64_t value) {
 // storage but is not an autograd view: LibTorch 1.13's Optimizer::zero_grad()
 // calls detach_() on every gradient, which throws for views (PyTorch's
 // Python optimizer special-cases DDP's bucket views; the C++ one does not).
-torch::Tensor alias_of(const torch::Tensor& flat, std::int64_t offset, torch::IntArrayRef sizes) {
+//
+// The alias takes the parameter's strides when they describe a dense
+// tensor (a channels-last convolution weight is dense with permuted
+// strides), as DDP's bucket views do: autograd then accumulates gradients
+// of that layout without a strided copy. Every rank lays the same model out
+// the same way, so element i of the bucket is the same value everywhere.
+torch::Tensor alias_of(const torch::Tensor& flat, std::int64_t offset, const torch::Tensor& param) {
   torch::Tensor alias = torch::empty({0}, flat.options());
-  alias.set_(flat.storage(), flat.storage_offset() + offset, sizes, c10::contiguous_strides(sizes));
+  const torch::IntArrayRef sizes = param.sizes();
+  if (param.is_non_overlapping_and_dense()) {
+    alias.set_(flat.storage(), flat.storage_offset() + offset, sizes, param.strides());
+  } else {
+    alias.set_(flat.storage(), flat.storage_offset() + offset, sizes,
+               c10::contiguous_strides(sizes));
+  }
   return alias;
 }
 
@@ -197,7 +209,7 @@ void Reducer::State::rebuild() {
     std::int64_t offset = 0;
     for (std::size_t k : bucket.info.params) {
       const torch::Tensor& p = params[k];
-      torch::Tensor view = alias_of(bucket.flat, offset, p.sizes());
+      torch::Tensor view = alias_of(bucket.flat, offset, p);
       offset += p.numel();
       if (p.grad().defined()) {
         view.copy_(p.grad());

@@ -33,10 +33,13 @@ torch::Tensor preprocess_imagenet(const torch::Tensor& images, int64_t image_siz
                               .mode(torch::kBilinear)
                               .align_corners(false));
   }
-  const auto mean =
-      torch::tensor({kImageNetMean[0], kImageNetMean[1], kImageNetMean[2]}).view({1, 3, 1, 1});
-  const auto std =
-      torch::tensor({kImageNetStd[0], kImageNetStd[1], kImageNetStd[2]}).view({1, 3, 1, 1});
+  // On the images' device: a CUDA batch is normalised on the GPU.
+  const auto mean = torch::tensor({kImageNetMean[0], kImageNetMean[1], kImageNetMean[2]})
+                        .view({1, 3, 1, 1})
+                        .to(x.device());
+  const auto std = torch::tensor({kImageNetStd[0], kImageNetStd[1], kImageNetStd[2]})
+                       .view({1, 3, 1, 1})
+                       .to(x.device());
   return (x - mean) / std;
 }
 

@@ -321,7 +321,10 @@ StateDict read_state_dict_file(const std::string& path) {
 
 c10::Dict<std::string, torch::Tensor> state_dict_to_ivalue(const StateDict& dict) {
   c10::Dict<std::string, torch::Tensor> generic;
-  for (const auto& item : dict) generic.insert(item.key(), item.value().detach().cpu());
+  // Standard (contiguous) layout in files whatever the model uses in memory
+  // (channels-last convolutions): readers need not care.
+  for (const auto& item : dict)
+    generic.insert(item.key(), item.value().detach().cpu().contiguous());
   return generic;
 }
 

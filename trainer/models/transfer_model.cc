@@ -151,9 +151,38 @@ torch::Tensor TransferModelImpl::base_forward(const torch::Tensor& images) {
 }
 
 torch::Tensor TransferModelImpl::forward(const torch::Tensor& images) {
+  if (phase_ == Phase::kHead) return head_forward(pooled_features(images));
   auto x = base_forward(images);
   if (x.dim() == 4) x = torch::adaptive_avg_pool2d(x, {1, 1});
   return classifier_->forward(x.flatten(1));
+}
+
+torch::Tensor TransferModelImpl::pooled_features(const torch::Tensor& images) {
+  // No grad, not InferenceMode: the head saves these for its backward, and
+  // autograd refuses inference tensors there.
+  torch::NoGradGuard no_grad;
+  auto x = base_forward(images);
+  if (x.dim() == 4) x = torch::adaptive_avg_pool2d(x, {1, 1});
+  return x.flatten(1);
+}
+
+torch::Tensor TransferModelImpl::head_forward(const torch::Tensor& features) {
+  return classifier_->forward(features);
+}
+
+void TransferModelImpl::set_memory_format(torch::MemoryFormat format) {
+  torch::NoGradGuard no_grad;
+  const auto convert = [format](torch::Tensor t) {
+    if (t.dim() == 4 && !t.is_contiguous(format)) t.set_data(t.contiguous(format));
+  };
+  for (auto& p : parameters()) convert(p);
+  for (auto& b : buffers()) convert(b);
+  if (is_script_) {
+    // The mirror registers the script's own tensors, so this is a no-op
+    // unless the script holds tensors the mirror does not list.
+    for (const auto& p : script_.parameters()) convert(p);
+    for (const auto& b : script_.buffers()) convert(b);
+  }
 }
 
 void TransferModelImpl::set_phase(Phase phase) {

@@ -30,6 +30,16 @@ std::string to_json(const TrainingState& s) {
   j["world_size"] = s.world_size;
   j["batch_size"] = s.batch_size;
   j["seed"] = s.seed;
+  if (s.mid_epoch()) {
+    j["epoch_steps_done"] = s.epoch_steps_done;
+    j["epoch_seconds"] = s.epoch_seconds;
+    nlohmann::json partial = nlohmann::json::array();
+    for (const PartialTotals& t : s.epoch_partial) {
+      partial.push_back(
+          {{"loss_sum", t.loss_sum}, {"top1", t.top1}, {"top3", t.top3}, {"samples", t.samples}});
+    }
+    j["epoch_partial"] = std::move(partial);
+  }
   return j.dump();
 }
 
@@ -48,9 +58,24 @@ TrainingState training_state_from_json(const std::string& text, const std::strin
     s.world_size = j.at("world_size").get<int>();
     s.batch_size = j.at("batch_size").get<int>();
     s.seed = j.at("seed").get<std::uint64_t>();
+    if (j.contains("epoch_steps_done")) {
+      s.epoch_steps_done = j.at("epoch_steps_done").get<std::int64_t>();
+      s.epoch_seconds = j.at("epoch_seconds").get<double>();
+      for (const auto& t : j.at("epoch_partial")) {
+        s.epoch_partial.push_back({t.at("loss_sum").get<double>(), t.at("top1").get<std::int64_t>(),
+                                   t.at("top3").get<std::int64_t>(),
+                                   t.at("samples").get<std::int64_t>()});
+      }
+    }
     models::parse_phase(s.phase);
-    if (s.epochs_done < 0 || s.global_step < 0 || s.phase_step < 0 || s.global_epoch < 0) {
+    if (s.epochs_done < 0 || s.global_step < 0 || s.phase_step < 0 || s.global_epoch < 0 ||
+        s.epoch_steps_done < 0) {
       throw std::invalid_argument("a negative epoch or step count");
+    }
+    if (s.mid_epoch() && static_cast<int>(s.epoch_partial.size()) != s.world_size) {
+      throw std::invalid_argument("a mid-epoch state with " +
+                                  std::to_string(s.epoch_partial.size()) +
+                                  " ranks' counts for world size " + std::to_string(s.world_size));
     }
     return s;
   } catch (const std::exception& e) {
@@ -68,8 +93,10 @@ std::vector<char> encode_checkpoint(const models::ModelMetadata& metadata,
     const auto found = states.find(state_key(item.value()));
     if (found == states.end()) continue;
     const auto& adam = static_cast<const torch::optim::AdamParamState&>(*found->second);
-    optimizer_state.insert(item.key() + ".exp_avg", adam.exp_avg().detach().to(torch::kCPU));
-    optimizer_state.insert(item.key() + ".exp_avg_sq", adam.exp_avg_sq().detach().to(torch::kCPU));
+    optimizer_state.insert(item.key() + ".exp_avg",
+                           adam.exp_avg().detach().to(torch::kCPU).contiguous());
+    optimizer_state.insert(item.key() + ".exp_avg_sq",
+                           adam.exp_avg_sq().detach().to(torch::kCPU).contiguous());
     optimizer_state.insert(item.key() + ".step", torch::tensor(adam.step(), torch::kInt64));
   }
   std::vector<std::pair<std::string, torch::IValue>> extra;
@@ -118,8 +145,10 @@ void restore_optimizer(torch::optim::Adam& optimizer, models::TransferModelImpl&
     }
     auto adam = std::make_unique<torch::optim::AdamParamState>();
     adam->step(step->item<std::int64_t>());
-    adam->exp_avg(exp_avg->to(p.device(), p.scalar_type()).clone());
-    adam->exp_avg_sq(exp_avg_sq->to(p.device(), p.scalar_type()).clone());
+    // In the parameter's layout (channels-last convolutions), as Adam makes
+    // its state: the update then runs over matching strides.
+    adam->exp_avg(torch::empty_like(p).copy_(*exp_avg));
+    adam->exp_avg_sq(torch::empty_like(p).copy_(*exp_avg_sq));
     states[state_key(p)] = std::move(adam);
   }
 }

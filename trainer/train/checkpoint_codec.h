@@ -9,8 +9,8 @@
 //
 // RNG state is not stored because there is none to store: shuffling and
 // augmentation are pure functions of (seed, epoch, sample), and dropout is
-// reseeded from (seed, epoch, rank) at the start of every epoch, so an epoch
-// re-run after a resume draws exactly what the first attempt drew.
+// reseeded from (seed, epoch, rank, step) before every step, so a step re-run
+// after a resume draws exactly what the first attempt drew.
 #pragma once
 
 #include <torch/torch.h>
@@ -24,10 +24,19 @@
 
 namespace xfer::trainer::train {
 
-// Where the job stood when the checkpoint was taken: always at the end of
-// an epoch, after its validation.
+// One rank's train counts of an unfinished epoch.
+struct PartialTotals {
+  double loss_sum = 0.0;
+  std::int64_t top1 = 0;
+  std::int64_t top3 = 0;
+  std::int64_t samples = 0;
+};
+
+// Where the job stood when the checkpoint was taken: at the end of an epoch,
+// after its validation, or (preemption) after step `epoch_steps_done` of the
+// epoch after `epochs_done`.
 struct TrainingState {
-  std::string phase;             // phase of the epoch just finished
+  std::string phase;             // phase of the epoch just finished (or in progress)
   int epochs_done = 0;           // epochs of `phase` completed (1-based epoch number)
   std::int64_t global_step = 0;  // optimizer steps of the whole run so far
   std::int64_t phase_step = 0;   // optimizer steps of `phase` (the lr decay's k)
@@ -37,6 +46,15 @@ struct TrainingState {
   int world_size = 0;  // of the attempt that wrote it
   int batch_size = 0;  // per rank, of that attempt
   std::uint64_t seed = 0;
+  // Mid-epoch checkpoints only (0 / empty at an epoch boundary): batches
+  // each rank has trained of epoch epochs_done + 1, the seconds spent on
+  // them, and every rank's train counts so far (index = rank; world_size
+  // entries). val_loss is NaN: nothing was validated.
+  std::int64_t epoch_steps_done = 0;
+  double epoch_seconds = 0.0;
+  std::vector<PartialTotals> epoch_partial;
+
+  bool mid_epoch() const { return epoch_steps_done > 0; }
 };
 
 struct DecodedCheckpoint {

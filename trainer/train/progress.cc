@@ -1,8 +1,13 @@
 #include "trainer/train/progress.h"
 
 #include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
+#include <stdexcept>
 
 namespace xfer::trainer::train {
 namespace {
@@ -57,6 +62,64 @@ std::string format_progress(const ProgressLine& line) {
                      head(line.phase, line.epoch, line.epochs), line.step, width, line.steps,
                      bar(line.step, line.steps), format_duration(eta), metrics(line.train, ""),
                      line.images_per_second);
+}
+
+ProgressMode resolve_progress_mode(const std::string& flag, bool log_is_terminal) {
+  if (flag == "tty") return ProgressMode::kTty;
+  if (flag == "plain") return ProgressMode::kPlain;
+  if (flag == "auto") return log_is_terminal ? ProgressMode::kTty : ProgressMode::kPlain;
+  throw std::invalid_argument("--progress '" + flag + "' is unknown (expected auto, tty or plain)");
+}
+
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+int stderr_columns() {
+  winsize size{};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) != 0) return 0;
+  return size.ws_col;
+}
+
+ProgressPrinter::ProgressPrinter(ProgressMode mode, Sink log_line, Sink terminal, int columns)
+    : mode_(mode),
+      log_line_(std::move(log_line)),
+      terminal_(std::move(terminal)),
+      columns_(columns < 0 ? 0 : columns) {}
+
+ProgressPrinter::~ProgressPrinter() {
+  if (!shown_) return;
+  try {
+    terminal_("\n");
+  } catch (...) {  // a destructor must not throw; the line stays unended
+  }
+}
+
+void ProgressPrinter::show(const std::string& line) {
+  if (mode_ == ProgressMode::kPlain) {
+    log_line_(line);
+    return;
+  }
+  // One column short of the width: writing the last column makes some
+  // terminals wrap at once, and a wrapped line cannot be redrawn with \r.
+  const std::size_t fit = columns_ > 1 ? static_cast<std::size_t>(columns_ - 1) : line.size();
+  terminal_("\r" + line.substr(0, fit) + "\x1b[K");
+  shown_ = true;
+}
+
+void ProgressPrinter::clear() {
+  if (!shown_) return;
+  terminal_("\r\x1b[K");
+  shown_ = false;
+}
+
+ProgressPrinter stderr_progress_printer(const std::string& flag) {
+  const ProgressMode mode = resolve_progress_mode(flag, stderr_is_terminal());
+  return ProgressPrinter(
+      mode, [](const std::string& line) { spdlog::info("{}", line); },
+      [](const std::string& text) {
+        std::fwrite(text.data(), 1, text.size(), stderr);
+        std::fflush(stderr);
+      },
+      mode == ProgressMode::kTty ? stderr_columns() : 0);
 }
 
 std::string format_epoch_summary(const EpochSummaryLine& line) {

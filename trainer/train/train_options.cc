@@ -84,10 +84,29 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
 
+  cmd.add_option("--memory-format", o.memory_format,
+                 "tensor layout of images and convolutions: channels-last (faster) or nchw")
+      ->check(CLI::IsMember({"channels-last", "nchw"}))
+      ->capture_default_str();
+  cmd.add_option("--precision", o.precision,
+                 "fp32, or bf16 autocast of the forward passes (for GPUs with bf16 tensor cores)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  cmd.add_option("--cache-features", o.cache_features,
+                 "head phase: train the head from cached base features: auto (when the "
+                 "augmentation has no brightness), on (drops brightness in the head phase), off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  cmd.add_option("--cache-mb", o.cache_mb, "memory for cached features per rank, MiB (then disk)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd.add_option("--cache-dir", o.cache_dir,
+                 "folder for cached features past --cache-mb (default: the temp folder)");
   cmd.add_option("--seed", o.seed, "seed of shuffling, augmentation, dropout, initialisation")
       ->capture_default_str();
   cmd.add_option("--resume", o.resume,
-                 "continue the run from a stored checkpoint: latest, best or a checkpoint id");
+                 "continue the run from a stored checkpoint: latest, best or a checkpoint id; "
+                 "auto: latest if the run has one, else start it (for requeued jobs)");
   cmd.add_option("--run-dir", o.run_dir,
                  "where rank 0 writes model.pt, epochs.csv and the report (default runs/RUN)");
   cmd.add_option("--report-every", o.report_every, "report metrics every N steps")
@@ -97,8 +116,17 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
                  "seconds between rank 0's progress lines (0: every step)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd.add_option("--progress", o.progress,
+                 "rank 0's progress line: tty (redrawn in place), plain (a log line each time) "
+                 "or auto (tty when stderr is a terminal)")
+      ->check(CLI::IsMember({"auto", "tty", "plain"}))
+      ->capture_default_str();
   cmd.add_option("--fail-after-epochs", o.fail_after_epochs,
                  "tests: crash the job (MPI_Abort) after N epochs of this attempt")
+      ->check(CLI::NonNegativeNumber)
+      ->group("Testing");
+  cmd.add_option("--preempt-after-steps", o.preempt_after_steps,
+                 "tests: the last rank acts as if it got SIGUSR1 after N steps of this attempt")
       ->check(CLI::NonNegativeNumber)
       ->group("Testing");
   dist::add_dist_flags(cmd, o.dist);
@@ -159,6 +187,10 @@ std::string to_json(const TrainOptions& o) {
   j["test-split"] = o.test_split;
   j["augment"] = o.augment;
   j["seed"] = o.seed;
+  j["memory-format"] = o.memory_format;
+  j["precision"] = o.precision;
+  j["cache-features"] = o.cache_features;
+  j["cache-mb"] = o.cache_mb;
   j["resume"] = o.resume;
   j["threads"] = o.dist.device.cpu_threads;
   j["device"] = o.dist.device.device;

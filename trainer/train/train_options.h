@@ -80,6 +80,24 @@ struct TrainOptions {
   // Batches each rank decodes ahead. REQUIRES: >= 1. Default: 4.
   int prefetch = 4;
 
+  // ---- speed (docs/performance.md)
+  // "channels-last" (NHWC: LibTorch's CPU convolutions run 1.6-2x faster)
+  // or "nchw". Default: channels-last.
+  std::string memory_format = "channels-last";
+  // "fp32" or "bf16": bf16 autocast of forward passes (CUDA: tensor cores;
+  // CPUs without bf16 instructions run it slower). Default: fp32.
+  std::string precision = "fp32";
+  // Head phase: train the head from cached pooled features of the frozen
+  // base. "auto": when the augmentation allows it (no brightness); "on":
+  // always, dropping brightness in the head phase (said in the log); "off".
+  // Default: auto.
+  std::string cache_features = "auto";
+  // Memory for cached features per rank, MiB; rows past it spill to a file
+  // in cache_dir. REQUIRES: >= 0. Default: 2048.
+  std::int64_t cache_mb = 2048;
+  // Folder of the spill files. Default: the system's temp folder.
+  std::string cache_dir;
+
   // ---- run control
   // Seeds shuffling, augmentation, dropout and the head's initialisation.
   // Default: 0.
@@ -95,10 +113,19 @@ struct TrainOptions {
   // Rank 0's progress line at most this often, seconds. 0: every step.
   // REQUIRES: >= 0. Default: 10.
   double progress_every_s = 10.0;
+  // How rank 0 shows its progress line: "tty" redraws one line in place
+  // (carriage return, no newline) on a terminal, "plain" logs a line each
+  // time (Slurm logs, pipes), "auto" is tty when stderr (where the log goes)
+  // is a terminal. REQUIRES: auto, tty or plain. Default: auto.
+  std::string progress = "auto";
   // Fault injection for tests: end the job as a crash would (MPI_Abort)
   // right after this many epochs (counted over all phases, this attempt)
   // have stored their checkpoints. 0: never. Default: 0.
   int fail_after_epochs = 0;
+  // Fault injection for tests: the last rank acts as if it received SIGUSR1
+  // after this many optimizer steps of this attempt (the job then stores a
+  // mid-epoch checkpoint and exits kExitPreempted). 0: never. Default: 0.
+  std::int64_t preempt_after_steps = 0;
 
   dist::DistOptions dist;
   std::string log_level = "info";

@@ -1,12 +1,16 @@
 #include "trainer/train/training_job.h"
 
+#include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -34,6 +38,9 @@
 #include "trainer/models/transfer_model.h"
 #include "trainer/train/checkpoint_codec.h"
 #include "trainer/train/collective.h"
+#include "trainer/train/feature_cache.h"
+#include "trainer/train/prediction_samples.h"
+#include "trainer/train/preemption.h"
 #include "trainer/train/progress.h"
 
 namespace xfer::trainer::train {
@@ -91,6 +98,63 @@ v1::SplitKind to_split_kind(const std::string& name) {
   return v1::SPLIT_KIND_TRAIN;
 }
 
+// Dropout masks of one step: a pure function of (seed, epoch, rank, step),
+// so a step re-run after a resume, even mid-epoch, draws what the first
+// attempt drew.
+std::uint64_t dropout_seed(std::uint64_t seed, int global_epoch, int rank, std::int64_t step) {
+  return mix64(seed ^
+               mix64(static_cast<std::uint64_t>(global_epoch) * 1000003ULL +
+                     static_cast<std::uint64_t>(rank)) ^
+               mix64(static_cast<std::uint64_t>(step)));
+}
+
+// bf16 autocast of the forward passes in its scope (--precision bf16), on
+// the device the job runs on; backward runs outside it, as PyTorch's AMP
+// recipe does. Does nothing when off.
+class AutocastScope {
+ public:
+  AutocastScope(bool on, bool cuda) : on_(on), cuda_(cuda) {
+    if (!on_) return;
+    if (cuda_) {
+      previous_ = at::autocast::is_enabled();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      previous_ = at::autocast::is_cpu_enabled();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    // The cast weights are cached for the scope only: they change every step.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    if (cuda_) {
+      at::autocast::set_enabled(previous_);
+    } else {
+      at::autocast::set_cpu_enabled(previous_);
+    }
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  bool cuda_;
+  bool previous_ = false;
+};
+
+// resume_ after start_run when --resume auto found the run COMPLETED.
+constexpr char kAlreadyCompleted[] = "(already completed)";
+
+// What train_epoch ended with.
+struct EpochResult {
+  MetricTotals totals;  // this rank's train counts of the whole epoch
+  double seconds = 0.0;
+  bool preempted = false;  // stopped early: the job stores a checkpoint and ends
+};
+
 // The prefetcher's next batch, its error prefixed with what was being read.
 std::optional<data::Batch> next_batch(data::ShardPrefetcher& prefetcher, const std::string& what) {
   try {
@@ -109,7 +173,7 @@ class TrainingJob {
         device_choice_(dist::choose_device(world, options.dist.device)),
         plan_(plan_phases(options)) {}
 
-  void run();
+  JobOutcome run();
 
  private:
   // ---- start
@@ -119,26 +183,66 @@ class TrainingJob {
   std::pair<std::string, std::vector<char>> fetch_checkpoint(const std::string& which,
                                                              const std::string& phase);
   // ---- phases and epochs
-  void run_phase(std::size_t index, int first_epoch, bool resume_optimizer);
+  // False when the job was preempted during the phase.
+  bool run_phase(std::size_t index, int first_epoch, bool resume_optimizer);
   void make_optimizer(double lr);
-  MetricTotals train_epoch(const PhasePlan& plan, int epoch);
+  // Trains one epoch from batch `start_batch` (0, or where a mid-epoch
+  // checkpoint stopped); stops early when the ranks agree to be preempted.
+  EpochResult train_epoch(const PhasePlan& plan, int epoch, std::int64_t start_batch);
+  // Stores a checkpoint of step `steps_done` of `epoch` and marks the run
+  // PREEMPTED. Collective.
+  void preempt_mid_epoch(const PhasePlan& plan, int epoch, std::int64_t steps_done,
+                         const MetricTotals& totals, double seconds);
+  // After an epoch's checkpoint: marks the run PREEMPTED (the checkpoint
+  // just stored is where it resumes).
+  void preempt_at_boundary(const PhasePlan& plan, int epoch);
+  void mark_preempted(const std::string& where);
+  // With `samples`, offers it every evaluated batch (the report's images).
   evaluation::ClassificationCounts evaluate(const std::string& split, const char* split_name,
-                                            const std::string& phase, int epoch);
+                                            const std::string& phase, int epoch,
+                                            PredictionSampler* samples = nullptr);
+  // `step`: batches of (phase, epoch, split) done so far, the report's key;
+  // `steps_in_epoch`: the rank's planned batches of it (0: not known yet),
+  // for progress views (coordctl watch).
   void report(const std::string& phase, int epoch, v1::SplitKind split, const MetricTotals& m,
-              double images_per_second, double wait_ms, double lr, bool end_of_epoch);
-  void end_of_epoch(const PhasePlan& plan, int epoch, const MetricTotals& train_local,
+              double images_per_second, double wait_ms, double lr, bool end_of_epoch,
+              std::int64_t step, std::int64_t steps_in_epoch);
+  // False when the job is to stop here (preempted after the checkpoint).
+  bool end_of_epoch(const PhasePlan& plan, int epoch, const MetricTotals& train_local,
                     double seconds);
   void restore_best_head();
   // The test split with the current weights, summed over ranks; its metrics
   // are reported under the phase and epoch just finished.
-  evaluation::ClassificationCounts evaluate_test();
+  evaluation::ClassificationCounts evaluate_test(PredictionSampler* samples = nullptr);
   void finish();
 
   torch::Tensor to_input(const data::Batch& batch) const;
+  // [N, 3, 32, 32] floats in [0, 1] -> the model's input.
+  torch::Tensor to_input(const torch::Tensor& images) const;
+  // ---- head phase from cached features (feature_cache.h)
+  // Decides whether the head phase caches, and with which augmentation.
+  void plan_feature_cache();
+  // The head's input for a train batch: from the cache when every (sample,
+  // flip) of it is there; otherwise the base runs on the batch and on its
+  // mirror image, and both views of every sample are cached.
+  torch::Tensor train_features(const data::Batch& batch, int global_epoch);
+  // The logits of an evaluation batch; validation in the head phase goes
+  // through the cache.
+  torch::Tensor eval_logits(const data::Batch& batch, bool cached);
+  // Collective, at the end of every cached epoch: each rank sends the rows
+  // it computed to every other, so from the next epoch on every rank finds
+  // every sample's features whatever its shard.
+  void share_cached_features();
+  void log_cache_stats(const std::string& what);
   torch::Tensor to_labels(const data::Batch& batch) const;
   v1::StreamShardRequest shard_request(const std::string& split, int global_epoch,
                                        bool train) const;
   std::string where() const { return world_.where(); }
+  bool bf16() const { return options_.precision == "bf16"; }
+  torch::MemoryFormat memory_format() const {
+    return options_.memory_format == "nchw" ? torch::MemoryFormat::Contiguous
+                                            : torch::MemoryFormat::ChannelsLast;
+  }
 
   const TrainOptions& options_;
   dist::World& world_;
@@ -156,13 +260,27 @@ class TrainingJob {
   std::unique_ptr<torch::optim::Adam> optimizer_;
 
   TrainingState state_;
+  // --resume as decided at start: options_.resume, or for "auto" "latest"
+  // when the run has a checkpoint and "" when it starts afresh.
+  std::string resume_;
   std::optional<DecodedCheckpoint> resumed_;
+  PreemptionWatch preemption_;
+  // Head phase feature cache: planned at start, alive during the head phase.
+  bool cache_head_ = false;
+  data::AugmentSpec head_augment_;
+  std::unique_ptr<FeatureCache> cache_;
+  std::vector<std::int64_t> cache_new_keys_;  // computed here since the last share
+  std::vector<float> cache_rows_;             // scratch: one batch of rows
+  std::vector<std::int64_t> cache_keys_;      // scratch: one batch of keys
+  FeatureCacheStats cache_stats_mark_;
   std::string last_checkpoint_id_;
   double best_val_loss_in_phase_ = std::numeric_limits<double>::infinity();
   double last_lr_ = 0.0;
   int epochs_this_attempt_ = 0;
   std::int64_t steps_this_attempt_ = 0;
   Clock::time_point last_progress_ = Clock::now();
+  // Rank 0's progress line, in place on a terminal (--progress).
+  ProgressPrinter progress_printer_ = stderr_progress_printer(options_.progress);
 };
 
 void TrainingJob::connect() {
@@ -184,6 +302,38 @@ void TrainingJob::start_run() {
     } catch (const client::RpcError& e) {
       if (e.code() != grpc::StatusCode::NOT_FOUND) throw;
     }
+    std::string resume = options_.resume;
+    if (resume == "auto" && existing && existing->state() == v1::RUN_STATE_COMPLETED) {
+      // A requeued job whose run finished already: nothing is left to do.
+      spdlog::info("--resume auto: run {} is COMPLETED already (attempt {}); nothing to do",
+                   options_.run_name, existing->attempt());
+      resume_ = kAlreadyCompleted;
+      return;
+    }
+    if (resume == "auto") {
+      resume = "";
+      if (existing) {
+        try {
+          const v1::CheckpointInfo latest = client_->latest_checkpoint(options_.run_name, "");
+          resume = "latest";
+          spdlog::info(
+              "--resume auto: run {} exists (attempt {}, {}); continuing from its latest "
+              "checkpoint {}",
+              options_.run_name, existing->attempt(), v1::RunState_Name(existing->state()),
+              latest.id());
+        } catch (const client::RpcError& e) {
+          if (e.code() != grpc::StatusCode::NOT_FOUND) throw;
+          spdlog::info(
+              "--resume auto: run {} exists (attempt {}) but has no checkpoint; it "
+              "starts over",
+              options_.run_name, existing->attempt());
+        }
+      } else {
+        spdlog::info("--resume auto: no run {} at the coordinator yet; starting it",
+                     options_.run_name);
+      }
+    }
+    resume_ = resume;
     if (existing && options_.resume.empty()) {
       throw std::runtime_error("run '" + options_.run_name + "' exists already (attempt " +
                                std::to_string(existing->attempt()) + ", " +
@@ -191,7 +341,7 @@ void TrainingJob::start_run() {
                                "); pass --resume latest to continue it, or choose another "
                                "--run-name");
     }
-    if (!existing && !options_.resume.empty()) {
+    if (!existing && !resume.empty()) {
       throw std::runtime_error("--resume " + options_.resume + ": the coordinator has no run '" +
                                options_.run_name + "' to resume");
     }
@@ -214,6 +364,8 @@ void TrainingJob::start_run() {
                  run.dataset(), world_.size(), device_choice_.describe());
     fs::create_directories(options_.run_dir);
   });
+  resume_ = broadcast_string(comms_->host(), resume_, "--resume");
+  if (resume_ == kAlreadyCompleted) return;
   progress_.run_started = true;  // on every rank: rank 0's start succeeded
   metadata_.arch = options_.arch;
   metadata_.num_classes = options_.num_classes;
@@ -266,8 +418,8 @@ void TrainingJob::build_model() {
   torch::manual_seed(options_.seed);
   model_ = models::TransferModel(mo);
 
-  if (!options_.resume.empty()) {
-    auto [id, bytes] = fetch_checkpoint(options_.resume, "");
+  if (!resume_.empty()) {
+    auto [id, bytes] = fetch_checkpoint(resume_, "");
     const std::string source = "checkpoint " + id;
     DecodedCheckpoint decoded = decode_checkpoint(bytes, source);
     if (!decoded.has_training_state) {
@@ -276,8 +428,20 @@ void TrainingJob::build_model() {
     models::load_state_dict(*model_, decoded.weights.state_dict, source);
     state_ = decoded.state;
     last_checkpoint_id_ = id;
-    if (options_.resume == "best" || state_.phase != "finetune") {
-      // Nothing to do: the phase logic below decides what follows.
+    if (state_.mid_epoch() &&
+        (state_.world_size != world_.size() || state_.batch_size != options_.batch_size)) {
+      // The rest of the epoch is the rest of *these* shards: another world
+      // size or batch would cut the epoch differently and lose or repeat
+      // samples.
+      throw SharedError(source + " was taken in the middle of " + state_.phase + " epoch " +
+                        std::to_string(state_.epochs_done + 1) + " with " +
+                        std::to_string(state_.world_size) + " ranks x batch " +
+                        std::to_string(state_.batch_size) + "; resume it with the same world " +
+                        "size and --batch-size (here " + std::to_string(world_.size()) + " x " +
+                        std::to_string(options_.batch_size) +
+                        "), or resume from an end-of-epoch checkpoint with --resume ID (see "
+                        "coordctl checkpoints list " +
+                        options_.run_name + ")");
     }
     if (state_.world_size != world_.size() || state_.batch_size != options_.batch_size) {
       spdlog::warn(
@@ -287,9 +451,23 @@ void TrainingJob::build_model() {
           state_.world_size, state_.batch_size, state_.world_size * state_.batch_size);
     }
     resumed_ = std::move(decoded);
+    {
+      // The learning rate of the checkpoint's last step: reports re-sent
+      // for that epoch (a finished run's test report) must repeat it.
+      const PhasePlan& p =
+          plan_[static_cast<std::size_t>(phase_index(models::parse_phase(state_.phase)))];
+      last_lr_ = p.schedule.lr /
+                 (1.0 + p.schedule.decay *
+                            static_cast<double>(std::max<std::int64_t>(0, state_.phase_step - 1)));
+    }
     if (world_.rank() == 0) {
-      spdlog::info("resuming after {} epoch {} (step {}, val_loss {:.4f})", state_.phase,
-                   state_.epochs_done, state_.global_step, state_.val_loss);
+      if (state_.mid_epoch()) {
+        spdlog::info("resuming {} epoch {} at step {} of it (global step {})", state_.phase,
+                     state_.epochs_done + 1, state_.epoch_steps_done + 1, state_.global_step + 1);
+      } else {
+        spdlog::info("resuming after {} epoch {} (step {}, val_loss {:.4f})", state_.phase,
+                     state_.epochs_done, state_.global_step, state_.val_loss);
+      }
     }
   } else if (!options_.weights.empty()) {
     on_rank0(comms_->host(), "loading --weights " + options_.weights, [&] {
@@ -305,6 +483,7 @@ void TrainingJob::build_model() {
                    options_.weights);
     });
   }
+  model_->set_memory_format(memory_format());
   model_->to(device_);
   dist::broadcast_module_state(*model_, comms_->tensors());
 }
@@ -337,16 +516,193 @@ v1::StreamShardRequest TrainingJob::shard_request(const std::string& split, int 
 torch::Tensor TrainingJob::to_input(const data::Batch& batch) const {
   // from_blob borrows the batch's memory; preprocess_imagenet returns a new
   // tensor (normalising always writes a fresh one), so nothing outlives it.
-  const torch::Tensor images = torch::from_blob(const_cast<float*>(batch.images.data()),
-                                                {batch.count, 3, 32, 32}, torch::kFloat32);
-  return models::preprocess_imagenet(images, options_.image_size).to(device_);
+  return to_input(torch::from_blob(const_cast<float*>(batch.images.data()),
+                                   {batch.count, 3, 32, 32}, torch::kFloat32));
+}
+
+torch::Tensor TrainingJob::to_input(const torch::Tensor& images) const {
+  if (device_.is_cuda()) {
+    // The 32 px batch goes over PCIe from pinned memory without blocking
+    // (PyTorch's host allocator keeps the buffer until the copy is done);
+    // resizing and normalising then run on the GPU, on the current stream.
+    torch::Tensor pinned =
+        torch::empty(images.sizes(), images.options().pinned_memory(true)).copy_(images);
+    return models::preprocess_imagenet(pinned.to(device_, /*non_blocking=*/true),
+                                       options_.image_size)
+        .contiguous(memory_format());
+  }
+  return models::preprocess_imagenet(images, options_.image_size).contiguous(memory_format());
 }
 
 torch::Tensor TrainingJob::to_labels(const data::Batch& batch) const {
-  return torch::from_blob(const_cast<std::int64_t*>(batch.labels.data()), {batch.count},
-                          torch::kInt64)
-      .clone()
-      .to(device_);
+  const torch::Tensor labels = torch::from_blob(const_cast<std::int64_t*>(batch.labels.data()),
+                                                {batch.count}, torch::kInt64);
+  if (device_.is_cuda()) {
+    return torch::empty(labels.sizes(), labels.options().pinned_memory(true))
+        .copy_(labels)
+        .to(device_, /*non_blocking=*/true);
+  }
+  return labels.clone();
+}
+
+// ---------------------------------------------------------------- feature cache
+
+// Keys: a train row is (sample << 1 | mirrored); validation rows live in
+// their own range.
+constexpr std::int64_t kValidationKeys = std::int64_t{1} << 62;
+
+void TrainingJob::plan_feature_cache() {
+  head_augment_ = augment_;
+  cache_head_ = false;
+  if (options_.cache_features == "off" || plan_[1].schedule.epochs == 0) return;
+  const bool leader = world_.rank() == 0;
+  if (augment_.brightness == 0.0F) {
+    cache_head_ = true;
+  } else if (options_.cache_features == "on") {
+    cache_head_ = true;
+    head_augment_.brightness = 0.0F;
+    if (leader) {
+      spdlog::warn(
+          "--cache-features on: the head phase trains without brightness augmentation (--augment "
+          "{} becomes {} there): a cached feature needs the same input every epoch. Fine-tuning "
+          "keeps brightness.",
+          data::to_string(augment_), data::to_string(head_augment_));
+    }
+  } else if (leader) {
+    spdlog::info(
+        "head phase: features are not cached because --augment {} changes the base's input every "
+        "epoch; --cache-features on drops brightness in the head phase and caches (much faster), "
+        "--cache-features off silences this",
+        data::to_string(augment_));
+  }
+}
+
+torch::Tensor TrainingJob::train_features(const data::Batch& batch, int global_epoch) {
+  const std::int64_t width = cache_->width();
+  const auto count = static_cast<std::size_t>(batch.count);
+  cache_rows_.resize(count * static_cast<std::size_t>(width));
+  cache_keys_.resize(count);
+  bool all_cached = true;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::int64_t sample = batch.sample_indices[i];
+    // The prefetcher drew this flip for the image it delivered.
+    const bool flipped =
+        data::draw_augmentation(head_augment_, options_.seed, global_epoch, sample).flip;
+    cache_keys_[i] = (sample << 1) | (flipped ? 1 : 0);
+    if (all_cached) {
+      all_cached =
+          cache_->find(cache_keys_[i], cache_rows_.data() + i * static_cast<std::size_t>(width));
+    }
+  }
+  if (all_cached) {
+    return torch::from_blob(cache_rows_.data(), {batch.count, width}, torch::kFloat32)
+        .clone()
+        .to(device_);
+  }
+  // The base on the image as delivered, and on its mirror image: the other
+  // flip of the same sample, so later epochs find either.
+  const torch::Tensor images = torch::from_blob(const_cast<float*>(batch.images.data()),
+                                                {batch.count, 3, 32, 32}, torch::kFloat32);
+  const torch::Tensor given = model_->pooled_features(to_input(images));
+  const torch::Tensor mirror = model_->pooled_features(to_input(images.flip({3})));
+  const torch::Tensor given_cpu = given.to(torch::kCPU, torch::kFloat32).contiguous();
+  const torch::Tensor mirror_cpu = mirror.to(torch::kCPU, torch::kFloat32).contiguous();
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto offset = static_cast<std::int64_t>(i) * width;
+    for (const auto& [key, rows] :
+         {std::pair{cache_keys_[i], &given_cpu}, std::pair{cache_keys_[i] ^ 1, &mirror_cpu}}) {
+      if (cache_->contains(key)) continue;
+      cache_->put(key, rows->data_ptr<float>() + offset);
+      cache_new_keys_.push_back(key);
+    }
+  }
+  return given;
+}
+
+torch::Tensor TrainingJob::eval_logits(const data::Batch& batch, bool cached) {
+  if (!cached) return model_->forward(to_input(batch));
+  const std::int64_t width = cache_->width();
+  const auto count = static_cast<std::size_t>(batch.count);
+  cache_rows_.resize(count * static_cast<std::size_t>(width));
+  bool all_cached = true;
+  for (std::size_t i = 0; i < count && all_cached; ++i) {
+    all_cached = cache_->find(kValidationKeys | batch.sample_indices[i],
+                              cache_rows_.data() + i * static_cast<std::size_t>(width));
+  }
+  if (all_cached) {
+    return model_->head_forward(
+        torch::from_blob(cache_rows_.data(), {batch.count, width}, torch::kFloat32)
+            .clone()
+            .to(device_));
+  }
+  const torch::Tensor features = model_->pooled_features(to_input(batch));
+  const torch::Tensor features_cpu = features.to(torch::kCPU, torch::kFloat32).contiguous();
+  for (std::size_t i = 0; i < count; ++i) {
+    cache_->put(kValidationKeys | batch.sample_indices[i],
+                features_cpu.data_ptr<float>() + static_cast<std::int64_t>(i) * width);
+  }
+  return model_->head_forward(features);
+}
+
+void TrainingJob::share_cached_features() {
+  dist::Communicator& comm = comms_->host();
+  if (comm.size() > 1) {
+    const std::int64_t width = cache_->width();
+    const std::vector<std::int64_t> counts = comm.allgather_value(
+        static_cast<std::int64_t>(cache_new_keys_.size()), "feature cache share (row counts)");
+    const std::int64_t most = *std::max_element(counts.begin(), counts.end());
+    // Fixed-size records (key, row) in rounds of at most 2048 rows (~10 MiB
+    // at B0's width), so no rank holds everyone's rows at once.
+    constexpr std::int64_t kRowsPerRound = 2048;
+    const std::size_t record =
+        sizeof(std::int64_t) + static_cast<std::size_t>(width) * sizeof(float);
+    std::vector<std::byte> mine;
+    for (std::int64_t first = 0; first < most; first += kRowsPerRound) {
+      const std::int64_t rows = std::min(kRowsPerRound, most - first);
+      mine.assign(static_cast<std::size_t>(rows) * record, std::byte{0});
+      for (std::int64_t j = 0; j < rows; ++j) {
+        std::byte* at = mine.data() + static_cast<std::size_t>(j) * record;
+        const std::int64_t index = first + j;
+        const std::int64_t key = index < static_cast<std::int64_t>(cache_new_keys_.size())
+                                     ? cache_new_keys_[static_cast<std::size_t>(index)]
+                                     : -1;
+        std::memcpy(at, &key, sizeof key);
+        if (key >= 0) cache_->read(key, reinterpret_cast<float*>(at + sizeof key));
+      }
+      const std::vector<std::byte> all =
+          comm.allgather(mine.data(), mine.size(), "feature cache share (rows)");
+      std::vector<float> row(static_cast<std::size_t>(width));
+      for (int r = 0; r < comm.size(); ++r) {
+        if (r == comm.rank()) continue;
+        for (std::int64_t j = 0; j < rows; ++j) {
+          const std::byte* at =
+              all.data() + (static_cast<std::size_t>(r) * static_cast<std::size_t>(rows) +
+                            static_cast<std::size_t>(j)) *
+                               record;
+          std::int64_t key = 0;
+          std::memcpy(&key, at, sizeof key);
+          if (key < 0 || cache_->contains(key)) continue;
+          std::memcpy(row.data(), at + sizeof key, row.size() * sizeof(float));
+          cache_->put(key, row.data());
+        }
+      }
+    }
+  }
+  cache_new_keys_.clear();
+  log_cache_stats("after the epoch's rows were shared");
+}
+
+void TrainingJob::log_cache_stats(const std::string& what) {
+  const FeatureCacheStats now = cache_->stats();
+  const std::int64_t hits = now.hits - cache_stats_mark_.hits;
+  const std::int64_t misses = now.misses - cache_stats_mark_.misses;
+  cache_stats_mark_ = now;
+  if (world_.rank() != 0) return;
+  spdlog::info(
+      "feature cache {}: {} rows ({} on disk, {:.0f} MiB in memory); lookups since the last "
+      "line: {} hits, {} misses ({:.1f}% hits)",
+      what, now.rows, now.rows_on_disk, static_cast<double>(now.bytes_in_memory) / (1 << 20), hits,
+      misses, hits + misses > 0 ? 100.0 * static_cast<double>(hits) / (hits + misses) : 0.0);
 }
 
 // Top-1 and top-3 hits of one batch.
@@ -362,13 +718,17 @@ std::pair<std::int64_t, std::int64_t> count_hits(const torch::Tensor& logits,
 
 void TrainingJob::report(const std::string& phase, int epoch, v1::SplitKind split,
                          const MetricTotals& m, double images_per_second, double wait_ms, double lr,
-                         bool end_of_epoch) {
+                         bool end_of_epoch, std::int64_t step, std::int64_t steps_in_epoch) {
   v1::MetricsReport r;
   r.set_run(options_.run_name);
   r.set_rank(world_.rank());
   r.set_phase(phase);
   r.set_epoch(epoch);
-  r.set_step(state_.global_step);
+  // The step within (phase, epoch, split), as MetricsReport asks: with
+  // steps_in_epoch it places the rank in its epoch. Unique per report of the
+  // group, and the end-of-epoch report carries the highest.
+  r.set_step(step);
+  r.set_steps_in_epoch(steps_in_epoch);
   r.set_split(split);
   r.set_loss_sum(m.loss_sum);
   r.set_correct_top1(m.top1);
@@ -376,38 +736,52 @@ void TrainingJob::report(const std::string& phase, int epoch, v1::SplitKind spli
   r.set_samples(m.samples);
   r.set_images_per_second(images_per_second);
   r.set_data_wait_ms(wait_ms);
+  // comm_ms stays 0: the Reducer does not measure its all-reduce wait.
   r.set_learning_rate(lr);
   r.set_end_of_epoch(end_of_epoch);
   client_->report(r);
 }
 
-MetricTotals TrainingJob::train_epoch(const PhasePlan& plan, int epoch) {
+EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int64_t start_batch) {
   const std::string phase = models::phase_name(plan.phase);
   const int global_epoch = plan.first_global_epoch + epoch - 1;
   model_->train();
-  // Dropout masks: a pure function of (seed, epoch, rank), so an epoch re-run
-  // after a resume draws what the crashed attempt drew.
-  torch::manual_seed(
-      mix64(options_.seed ^ mix64(static_cast<std::uint64_t>(global_epoch) * 1000003ULL +
-                                  static_cast<std::uint64_t>(world_.rank()))));
   data::PrefetchOptions po;
   po.queue_depth = options_.prefetch;
-  po.augment = augment_;
+  po.augment = cache_head_ && plan.phase == models::Phase::kHead ? head_augment_ : augment_;
   po.num_classes = options_.num_classes;
-  data::ShardPrefetcher prefetcher(*client_,
-                                   shard_request(options_.train_split, global_epoch, true), po);
+  v1::StreamShardRequest request = shard_request(options_.train_split, global_epoch, true);
+  request.set_start_batch(start_batch);
+  data::ShardPrefetcher prefetcher(*client_, request, po);
 
   MetricTotals epoch_totals;
   MetricTotals interval;
   double interval_wait_ms = 0.0;
+  double seconds_before = 0.0;  // spent on this epoch by an earlier attempt
+  if (start_batch > 0) {
+    // Resumed mid-epoch: the coordinator dropped the preempted attempt's
+    // partial reports of this epoch when the run restarted, so each rank
+    // reports what it had counted before (stored in the checkpoint) once
+    // more, and the epoch's totals come out whole.
+    const PartialTotals& before = state_.epoch_partial.at(static_cast<std::size_t>(world_.rank()));
+    epoch_totals.loss_sum = before.loss_sum;
+    epoch_totals.top1 = before.top1;
+    epoch_totals.top3 = before.top3;
+    epoch_totals.samples = before.samples;
+    seconds_before = state_.epoch_seconds;
+    const double lr =
+        plan.schedule.lr / (1.0 + plan.schedule.decay * static_cast<double>(state_.phase_step - 1));
+    report(phase, epoch, v1::SPLIT_KIND_TRAIN, epoch_totals, 0.0, 0.0, lr, false, start_batch, 0);
+  }
   const auto start = Clock::now();
   auto interval_start = start;
-  std::int64_t step = 0;
+  std::int64_t step = start_batch;
   last_progress_ = start;
   const std::string reading =
       phase + " epoch " + std::to_string(epoch) + ", train split '" + options_.train_split + "'";
   while (auto batch = next_batch(prefetcher, reading)) {
-    const torch::Tensor input = to_input(*batch);
+    const bool cached = cache_ != nullptr && plan.phase == models::Phase::kHead;
+    const torch::Tensor input = cached ? train_features(*batch, global_epoch) : to_input(*batch);
     const torch::Tensor labels = to_labels(*batch);
     const double lr =
         plan.schedule.lr / (1.0 + plan.schedule.decay * static_cast<double>(state_.phase_step));
@@ -417,8 +791,14 @@ MetricTotals TrainingJob::train_epoch(const PhasePlan& plan, int epoch) {
     last_lr_ = lr;
     optimizer_->zero_grad();
     reducer_->prepare_for_backward();
-    const torch::Tensor logits = model_->forward(input);
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
+    torch::manual_seed(dropout_seed(options_.seed, global_epoch, world_.rank(), step));
+    torch::Tensor logits;
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(bf16(), device_.is_cuda());
+      logits = cached ? model_->head_forward(input) : model_->forward(input);
+      loss = torch::nn::functional::cross_entropy(logits, labels);
+    }
     loss.backward();
     reducer_->finalize_backward();
     optimizer_->step();
@@ -450,7 +830,7 @@ MetricTotals TrainingJob::train_epoch(const PhasePlan& plan, int epoch) {
       const double secs = seconds_since(interval_start);
       report(phase, epoch, v1::SPLIT_KIND_TRAIN, interval,
              secs > 0 ? static_cast<double>(interval.samples) / secs : 0.0, wait - interval_wait_ms,
-             lr, last);
+             lr, last, step, batch->num_batches);
       interval = {};
       interval_wait_ms = wait;
       interval_start = Clock::now();
@@ -469,19 +849,108 @@ MetricTotals TrainingJob::train_epoch(const PhasePlan& plan, int epoch) {
       line.step = step;
       line.steps = batch->num_batches;
       line.train = epoch_totals;
-      line.elapsed_s = seconds_since(start);
+      line.elapsed_s = seconds_before + seconds_since(start);
       line.images_per_second = line.elapsed_s > 0 ? static_cast<double>(epoch_totals.samples) *
                                                         world_.size() / line.elapsed_s
                                                   : 0.0;
-      spdlog::info("{}", format_progress(line));
+      progress_printer_.show(format_progress(line));
+    }
+    if (options_.preempt_after_steps > 0 && steps_this_attempt_ == options_.preempt_after_steps &&
+        world_.rank() == world_.size() - 1) {
+      spdlog::warn(
+          "injected preemption: --preempt-after-steps {} reached; acting as if SIGUSR1 "
+          "arrived",
+          options_.preempt_after_steps);
+      PreemptionWatch::request_locally(SIGUSR1);
+    }
+    // The last step of an epoch is left to end_of_epoch, which checks after
+    // the epoch's checkpoint: that one is worth more than a mid-epoch one.
+    if (!last && preemption_.agreed(comms_->host())) {
+      preempt_mid_epoch(plan, epoch, step, epoch_totals, seconds_before + seconds_since(start));
+      return {epoch_totals, seconds_before + seconds_since(start), true};
     }
   }
-  return epoch_totals;
+  if (cache_ != nullptr && plan.phase == models::Phase::kHead) share_cached_features();
+  return {epoch_totals, seconds_before + seconds_since(start), false};
+}
+
+void TrainingJob::preempt_mid_epoch(const PhasePlan& plan, int epoch, std::int64_t steps_done,
+                                    const MetricTotals& totals, double seconds) {
+  const std::string phase = models::phase_name(plan.phase);
+  // Every rank's counts, in rank order: each rank re-reports its own after
+  // the resume.
+  const auto world = static_cast<std::size_t>(world_.size());
+  const auto me = static_cast<std::size_t>(world_.rank());
+  std::vector<double> sums(world * 2, 0.0);
+  std::vector<std::int64_t> counts(world * 3, 0);
+  sums[me * 2] = totals.loss_sum;
+  sums[me * 2 + 1] = seconds;
+  counts[me * 3] = totals.top1;
+  counts[me * 3 + 1] = totals.top3;
+  counts[me * 3 + 2] = totals.samples;
+  sum_over_ranks(comms_->host(), sums, "preemption: partial epoch loss");
+  sum_over_ranks(comms_->host(), counts, "preemption: partial epoch counts");
+
+  TrainingState state = state_;
+  state.phase = phase;
+  state.epochs_done = epoch - 1;
+  state.global_epoch = plan.first_global_epoch + epoch - 1;
+  state.val_loss = std::numeric_limits<double>::quiet_NaN();
+  state.val_top1 = 0.0;
+  state.world_size = world_.size();
+  state.batch_size = options_.batch_size;
+  state.seed = options_.seed;
+  state.epoch_steps_done = steps_done;
+  state.epoch_seconds = sums[0 * 2 + 1];  // rank 0's clock, as its progress line shows
+  state.epoch_partial.assign(world, {});
+  for (std::size_t r = 0; r < world; ++r) {
+    state.epoch_partial[r] = {sums[r * 2], counts[r * 3], counts[r * 3 + 1], counts[r * 3 + 2]};
+  }
+
+  std::string checkpoint_id;
+  on_rank0(comms_->host(), "storing the preemption checkpoint", [&] {
+    const std::vector<char> bytes = encode_checkpoint(metadata_, *model_, *optimizer_, state);
+    v1::CheckpointMeta meta;
+    meta.set_run(options_.run_name);
+    meta.set_phase(phase);
+    // After the checkpoint of the epoch before (same epoch count, later
+    // step), before the one of this epoch's end.
+    meta.set_epoch(state.global_epoch);
+    meta.set_step(state.global_step);
+    meta.set_metric_name("val_loss");
+    // Not validated: NaN ranks below every validated checkpoint, so "best"
+    // never picks it.
+    meta.set_metric_value(std::numeric_limits<double>::quiet_NaN());
+    meta.set_direction(v1::METRIC_DIRECTION_MINIMIZE);
+    checkpoint_id =
+        client_->put_checkpoint_bytes(meta, std::string_view(bytes.data(), bytes.size())).id();
+  });
+  last_checkpoint_id_ = broadcast_string(comms_->host(), checkpoint_id, "checkpoint id");
+  mark_preempted(fmt::format("checkpoint {} stored at {} epoch {} step {} of it (global step {})",
+                             last_checkpoint_id_, phase, epoch, steps_done, state.global_step));
+}
+
+void TrainingJob::preempt_at_boundary(const PhasePlan& plan, int epoch) {
+  mark_preempted(fmt::format("checkpoint {} stored at the end of {} epoch {} (global step {})",
+                             last_checkpoint_id_, models::phase_name(plan.phase), epoch,
+                             state_.global_step));
+}
+
+void TrainingJob::mark_preempted(const std::string& where) {
+  const std::string signal =
+      preemption_.requested_locally() ? preemption_.signal_name() : "a signal to another rank";
+  on_rank0(comms_->host(), "marking the run preempted", [&] {
+    const std::string message = "preempted (" + signal + "): " + where;
+    client_->end_run(options_.run_name, v1::RUN_STATE_PREEMPTED, message);
+    spdlog::warn("{}; continue with --resume auto (or latest); exiting with code {}", message,
+                 kExitPreempted);
+  });
 }
 
 evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
                                                        const char* split_name,
-                                                       const std::string& phase, int epoch) {
+                                                       const std::string& phase, int epoch,
+                                                       PredictionSampler* samples) {
   torch::NoGradGuard no_grad;
   model_->eval();
   data::PrefetchOptions po;
@@ -491,9 +960,17 @@ evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
   evaluation::ClassificationCounts counts(options_.num_classes);
   const auto start = Clock::now();
   const std::string reading = std::string(split_name) + " split '" + split + "'";
+  std::int64_t batches = 0;  // evaluated by this rank: the report's step
   while (auto batch = next_batch(prefetcher, reading)) {
+    ++batches;
     const torch::Tensor labels = to_labels(*batch);
-    const torch::Tensor logits = model_->forward(to_input(*batch));
+    torch::Tensor logits;
+    {
+      AutocastScope autocast(bf16(), device_.is_cuda());
+      logits = eval_logits(*batch, cache_ != nullptr && std::string(split_name) == "val")
+                   .to(torch::kFloat32);
+    }
+    if (samples != nullptr) samples->offer(*batch, logits);
     const torch::Tensor losses =
         torch::nn::functional::cross_entropy(
             logits, labels,
@@ -516,7 +993,7 @@ evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
   m.samples = counts.samples();
   const double secs = seconds_since(start);
   report(phase, epoch, to_split_kind(split_name), m, secs > 0 ? m.samples / secs : 0.0,
-         prefetcher.wait_ms(), last_lr_, true);
+         prefetcher.wait_ms(), last_lr_, true, batches, batches);
   return counts;
 }
 
@@ -541,7 +1018,7 @@ MetricTotals totals_of(const evaluation::ClassificationCounts& counts) {
   return m;
 }
 
-void TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTotals& train_local,
+bool TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTotals& train_local,
                                double seconds) {
   const std::string phase = models::phase_name(plan.phase);
   // Every rank's train counts, summed: the numbers the coordinator
@@ -563,6 +1040,9 @@ void TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTot
   state_.phase = phase;
   state_.epochs_done = epoch;
   state_.global_epoch = plan.first_global_epoch + epoch;
+  state_.epoch_steps_done = 0;  // an epoch boundary
+  state_.epoch_seconds = 0.0;
+  state_.epoch_partial.clear();
   state_.val_loss = val_all.loss();
   state_.val_top1 = val_all.acc();
   state_.world_size = world_.size();
@@ -603,6 +1083,7 @@ void TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTot
              line.learning_rate = last_lr_;
              line.checkpoint_id = checkpoint_id;
              line.best = best;
+             progress_printer_.clear();  // the summary takes the progress line's place
              spdlog::info("{}", format_epoch_summary(line));
 
              const fs::path csv = fs::path(options_.run_dir) / "epochs.csv";
@@ -627,6 +1108,11 @@ void TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTot
                         " epoch " + std::to_string(epoch),
                     3);
   }
+  if (preemption_.agreed(comms_->host())) {
+    preempt_at_boundary(plan, epoch);
+    return false;
+  }
+  return true;
 }
 
 void TrainingJob::restore_best_head() {
@@ -642,7 +1128,7 @@ void TrainingJob::restore_best_head() {
   }
 }
 
-void TrainingJob::run_phase(std::size_t index, int first_epoch, bool resume_optimizer) {
+bool TrainingJob::run_phase(std::size_t index, int first_epoch, bool resume_optimizer) {
   const PhasePlan& plan = plan_[index];
   const std::string phase = models::phase_name(plan.phase);
   model_->set_phase(plan.phase);
@@ -654,6 +1140,28 @@ void TrainingJob::run_phase(std::size_t index, int first_epoch, bool resume_opti
     state_.phase_step = 0;
   }
   if (first_epoch == 1) best_val_loss_in_phase_ = std::numeric_limits<double>::infinity();
+  // The head phase's feature cache lives as long as the phase.
+  struct ReleaseCache {
+    std::unique_ptr<FeatureCache>& cache;
+    ~ReleaseCache() { cache.reset(); }
+  } release_cache{cache_};
+  if (plan.phase == models::Phase::kHead && cache_head_) {
+    const fs::path folder =
+        options_.cache_dir.empty() ? fs::temp_directory_path() : fs::path(options_.cache_dir);
+    const fs::path spill =
+        folder / fmt::format("xfer-features-rank{}-pid{}.bin", world_.rank(), ::getpid());
+    cache_ =
+        std::make_unique<FeatureCache>(model_->feature_channels(), options_.cache_mb << 20, spill);
+    cache_new_keys_.clear();
+    cache_stats_mark_ = {};
+    if (world_.rank() == 0) {
+      spdlog::info(
+          "head phase: training the head from cached base features ({} floats per sample and "
+          "flip, computed once; augmentation {}); up to {} MiB per rank in memory, then {}",
+          model_->feature_channels(), data::to_string(head_augment_), options_.cache_mb,
+          spill.string());
+    }
+  }
   if (world_.rank() == 0) {
     const auto counts = model_->parameter_counts();
     spdlog::info(
@@ -663,27 +1171,34 @@ void TrainingJob::run_phase(std::size_t index, int first_epoch, bool resume_opti
         plan.schedule.decay, counts.trainable, counts.frozen);
   }
   for (int epoch = first_epoch; epoch <= plan.schedule.epochs; ++epoch) {
-    const auto start = Clock::now();
-    const MetricTotals train = train_epoch(plan, epoch);
-    end_of_epoch(plan, epoch, train, seconds_since(start));
+    // A mid-epoch checkpoint resumes its epoch at the step after its own.
+    const std::int64_t start_batch = epoch == first_epoch ? state_.epoch_steps_done : 0;
+    const EpochResult result = train_epoch(plan, epoch, start_batch);
+    if (result.preempted) return false;
+    if (!end_of_epoch(plan, epoch, result.totals, result.seconds)) return false;
   }
+  return true;
 }
 
-evaluation::ClassificationCounts TrainingJob::evaluate_test() {
+evaluation::ClassificationCounts TrainingJob::evaluate_test(PredictionSampler* samples) {
   evaluation::ClassificationCounts test =
       evaluate(options_.test_split, "test", state_.phase.empty() ? "head" : state_.phase,
-               state_.epochs_done);
+               state_.epochs_done, samples);
   sum_counts(comms_->host(), test, "test evaluation");
   return test;
 }
 
 void TrainingJob::finish() {
   const std::string last_phase = state_.phase.empty() ? "head" : state_.phase;
-  evaluation::ClassificationCounts test = evaluate_test();
+  PredictionSampler samples;
+  evaluation::ClassificationCounts test = evaluate_test(&samples);
+  const std::vector<v1::PredictionSample> predictions = samples.gather(comms_->host());
   on_rank0(comms_->host(), "storing the test report", [&] {
     const evaluation::EvaluationReport report =
         evaluation::summarize(test, metadata_.labels, options_.test_split, last_checkpoint_id_);
-    client_->put_report(evaluation::to_proto(report, options_.run_name));
+    v1::RunReport proto = evaluation::to_proto(report, options_.run_name);
+    for (const auto& prediction : predictions) *proto.add_predictions() = prediction;
+    client_->put_report(proto);
     evaluation::write_report_files(report, options_.run_dir);
     models::write_file_atomically(encode_checkpoint(metadata_, *model_, *optimizer_, state_),
                                   (fs::path(options_.run_dir) / "model.pt").string());
@@ -709,17 +1224,19 @@ void TrainingJob::finish() {
   });
 }
 
-void TrainingJob::run() {
+JobOutcome TrainingJob::run() {
   if (device_choice_.cuda) device_ = torch::Device(torch::kCUDA, device_choice_.cuda_index);
   dist::apply_device(device_choice_);
   comms_ = std::make_unique<dist::Communicators>(world_, device_choice_, options_.dist.comm);
   try {
     augment_ = data::parse_augment(options_.augment);
   } catch (const std::exception& e) {
-    throw SharedError(std::string("--augment: ") + e.what());
+    throw SharedError(e.what());  // it names --augment and the expected form
   }
+  plan_feature_cache();
   connect();
   start_run();
+  if (resume_ == kAlreadyCompleted) return JobOutcome::kCompleted;
   build_model();
 
   // Where to start: after a resume, the epoch after the checkpoint's, or the
@@ -730,7 +1247,7 @@ void TrainingJob::run() {
   if (resumed_) {
     const std::size_t done_phase =
         static_cast<std::size_t>(phase_index(models::parse_phase(state_.phase)));
-    if (state_.epochs_done < plan_[done_phase].schedule.epochs) {
+    if (state_.epochs_done < plan_[done_phase].schedule.epochs || state_.mid_epoch()) {
       first_phase = done_phase;
       first_epoch = state_.epochs_done + 1;
       resume_optimizer = true;
@@ -753,7 +1270,7 @@ void TrainingJob::run() {
         !resume_optimizer) {
       restore_best_head();
     }
-    run_phase(phase, first_epoch, resume_optimizer);
+    if (!run_phase(phase, first_epoch, resume_optimizer)) return JobOutcome::kPreempted;
     first_epoch = 1;
     resume_optimizer = false;
     bool later_phase = false;
@@ -772,13 +1289,15 @@ void TrainingJob::run() {
   }
   if (!optimizer_) make_optimizer(1e-3);  // a resumed, finished run: model.pt still needs one
   finish();
+  return JobOutcome::kCompleted;
 }
 
 }  // namespace
 
-void run_training_job(const TrainOptions& options, dist::World& world, JobProgress& progress) {
+JobOutcome run_training_job(const TrainOptions& options, dist::World& world,
+                            JobProgress& progress) {
   TrainingJob job(options, world, progress);
-  job.run();
+  return job.run();
 }
 
 }  // namespace xfer::trainer::train

@@ -12,6 +12,10 @@
 //              metrics every --report-every steps; validate on the val split
 //              (every sample once over the ranks); rank 0 stores a checkpoint
 //              ranked by val loss and prints the epoch's summary.
+//   preempt    SIGUSR1/SIGTERM on any rank: the ranks agree at the next step
+//              boundary, rank 0 stores a checkpoint of that exact step, the
+//              run is marked PREEMPTED and the job returns kPreempted
+//              (preemption.h); --resume auto|latest continues from that step.
 //   end        evaluate the test split, store the report at the coordinator,
 //              write model.pt, report.json, classes.csv, confusion.csv and
 //              epochs.csv into the run directory, end the run COMPLETED.
@@ -33,10 +37,17 @@ struct JobProgress {
   bool run_started = false;
 };
 
-// Runs the job on this rank. Returns normally when the run completed.
-// Throws SharedError (collective.h) on every rank when a step all ranks take
+enum class JobOutcome {
+  kCompleted,  // every planned epoch ran; the report is stored
+  kPreempted,  // a signal asked the job to stop: a checkpoint of where it
+               // stood is stored, the run is PREEMPTED; exit kExitPreempted
+};
+
+// Runs the job on this rank; every rank returns the same outcome. Throws
+// SharedError (collective.h) on every rank when a step all ranks take
 // together failed; any other exception is this rank's alone, and the caller
 // must end the job (dist::abort_job).
-void run_training_job(const TrainOptions& options, dist::World& world, JobProgress& progress);
+JobOutcome run_training_job(const TrainOptions& options, dist::World& world,
+                            JobProgress& progress);
 
 }  // namespace xfer::trainer::train

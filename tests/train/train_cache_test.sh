@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Head phase from cached features: with flip augmentation and dropout on, a
+# cached head phase on 2 ranks ends with the parameters of the uncached one
+# (within 1e-5); the cache fills in epoch 1 (both flips of every sample,
+# shared between the ranks) and later epochs miss nothing; with --cache-mb 0
+# every row goes through the spill file, the result is the same and the
+# file is gone afterwards. Brightness: auto leaves the phase uncached and
+# says why; --cache-features on drops brightness in the head phase and says so.
+# usage: train_cache_test.sh BIN_DIR MPIEXEC SOURCE_DIR
+source "$(dirname "$0")/train_lib.sh"
+
+make_data 1200 200 6
+start_coordinator "shapes=$TMP/data"
+# 960 train samples, global batch 2 x 16: 30 steps per epoch; 240 validation samples.
+common=(--dataset shapes --num-classes 10 --image-size 32 --batch-size 16 --head-epochs 3
+        --finetune-epochs 0 --seed 5 --dropout 0.3 --augment flip)
+
+train 2 "$TMP/off.log" --run-name off --run-dir "$TMP/off" "${common[@]}" --cache-features off ||
+  { cat "$TMP/off.log"; fail "the uncached run failed"; }
+if grep -q "feature cache" "$TMP/off.log"; then fail "--cache-features off still cached"; fi
+
+train 2 "$TMP/on.log" --run-name on --run-dir "$TMP/on" "${common[@]}" ||
+  { cat "$TMP/on.log"; fail "the cached run failed"; }
+expect_contains "$TMP/on.log" "head phase: training the head from cached base features (1280 floats"
+# Epoch 1 computes both flips of its 480 samples and receives the other rank's: 960 x 2 rows.
+expect_contains "$TMP/on.log" "feature cache after the epoch's rows were shared: 1920 rows (0 on disk"
+# Epoch 3 (and epoch 2's validation before it) finds everything.
+last=$(grep "feature cache after" "$TMP/on.log" | tail -1)
+echo "last cache line: $last"
+[[ "$last" == *", 0 misses (100.0% hits)"* ]] || fail "the last cached epoch still missed: $last"
+[[ $(grep -c "feature cache after" "$TMP/on.log") -eq 3 ]] || fail "expected one cache line per epoch"
+
+diff=$(py "$HERE/model_files.py" max-diff "$TMP/off/model.pt" "$TMP/on/model.pt")
+echo "max |uncached - cached| = $diff"
+py -c "import sys; sys.exit(0 if float('$diff') <= 1e-5 else 1)" ||
+  fail "the cached head phase differs from the uncached one by $diff (> 1e-5)"
+
+mkdir -p "$TMP/spill"
+train 2 "$TMP/disk.log" --run-name disk --run-dir "$TMP/disk" "${common[@]}" --cache-mb 0 \
+  --cache-dir "$TMP/spill" || { cat "$TMP/disk.log"; fail "the run with every row on disk failed"; }
+expect_contains "$TMP/disk.log" "feature cache after the epoch's rows were shared: 1920 rows (1920 on disk, 0 MiB in memory)"
+diff=$(py "$HERE/model_files.py" max-diff "$TMP/on/model.pt" "$TMP/disk/model.pt")
+echo "max |memory - disk| = $diff"
+py -c "import sys; sys.exit(0 if float('$diff') == 0.0 else 1)" ||
+  fail "rows read back from the spill file changed the result by $diff"
+[[ -z "$(ls -A "$TMP/spill")" ]] || { ls -l "$TMP/spill"; fail "spill files were left behind"; }
+
+# Brightness: auto does not cache and says why; on drops it in the head phase.
+bright=(--dataset shapes --num-classes 10 --image-size 32 --batch-size 16 --head-epochs 1
+        --finetune-epochs 0 --augment flip,brightness=0.4)
+train 2 "$TMP/bright.log" --run-name bright --run-dir "$TMP/bright" "${bright[@]}" ||
+  { cat "$TMP/bright.log"; fail "the run with brightness failed"; }
+expect_contains "$TMP/bright.log" "head phase: features are not cached because --augment flip,brightness=0.4 changes the base's input"
+if grep -q "feature cache after" "$TMP/bright.log"; then fail "auto cached with brightness on"; fi
+train 2 "$TMP/forced.log" --run-name forced --run-dir "$TMP/forced" "${bright[@]}" \
+  --cache-features on || { cat "$TMP/forced.log"; fail "--cache-features on with brightness failed"; }
+expect_contains "$TMP/forced.log" "--cache-features on: the head phase trains without brightness augmentation (--augment flip,brightness=0.4 becomes flip there)"
+expect_contains "$TMP/forced.log" "feature cache after the epoch's rows were shared"
+echo "PASS"
