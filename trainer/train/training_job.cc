@@ -145,6 +145,11 @@ class AutocastScope {
   bool previous_ = false;
 };
 
+// Keras' inverse-time decay: the rate of the phase's step k (0-based).
+double learning_rate(const PhaseSchedule& schedule, std::int64_t k) {
+  return schedule.lr / (1.0 + schedule.decay * static_cast<double>(k));
+}
+
 // resume_ after start_run when --resume auto found the run COMPLETED.
 constexpr char kAlreadyCompleted[] = "(already completed)";
 
@@ -456,9 +461,7 @@ void TrainingJob::build_model() {
       // for that epoch (a finished run's test report) must repeat it.
       const PhasePlan& p =
           plan_[static_cast<std::size_t>(phase_index(models::parse_phase(state_.phase)))];
-      last_lr_ = p.schedule.lr /
-                 (1.0 + p.schedule.decay *
-                            static_cast<double>(std::max<std::int64_t>(0, state_.phase_step - 1)));
+      last_lr_ = learning_rate(p.schedule, std::max<std::int64_t>(0, state_.phase_step - 1));
     }
     if (world_.rank() == 0) {
       if (state_.mid_epoch()) {
@@ -769,9 +772,9 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
     epoch_totals.top3 = before.top3;
     epoch_totals.samples = before.samples;
     seconds_before = state_.epoch_seconds;
-    const double lr =
-        plan.schedule.lr / (1.0 + plan.schedule.decay * static_cast<double>(state_.phase_step - 1));
-    report(phase, epoch, v1::SPLIT_KIND_TRAIN, epoch_totals, 0.0, 0.0, lr, false, start_batch, 0);
+    // last_lr_ is the checkpoint's last step's, set when it was loaded.
+    report(phase, epoch, v1::SPLIT_KIND_TRAIN, epoch_totals, 0.0, 0.0, last_lr_, false, start_batch,
+           0);
   }
   const auto start = Clock::now();
   auto interval_start = start;
@@ -783,8 +786,7 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
     const bool cached = cache_ != nullptr && plan.phase == models::Phase::kHead;
     const torch::Tensor input = cached ? train_features(*batch, global_epoch) : to_input(*batch);
     const torch::Tensor labels = to_labels(*batch);
-    const double lr =
-        plan.schedule.lr / (1.0 + plan.schedule.decay * static_cast<double>(state_.phase_step));
+    const double lr = learning_rate(plan.schedule, state_.phase_step);
     for (auto& group : optimizer_->param_groups()) {
       static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
     }
