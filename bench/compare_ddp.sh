@@ -5,10 +5,13 @@
 #
 #   1. training throughput, img/s over all ranks, full and finetune phases at
 #      32 px (batch 64 per rank) and finetune at 224 px (batch 16 per rank);
-#   2. wall time of 10 head-phase epochs: ours from cached features, ours
-#      uncached (--cache-features off), the peer's --phase head (which
-#      recomputes the base every epoch);
-#   3. what the coordinator can stream per rank against what a rank consumes.
+#   2. wall and training time of 10 head-phase epochs: ours from cached
+#      features with flips and without augmentation, ours uncached
+#      (--cache-features off), the peer's --phase head (which recomputes the
+#      base every epoch; its training time from its own img/s);
+#   3. what the coordinator can stream per rank against what a rank consumes;
+#   4. the gradient reducer against a raw MPI_Allreduce of the same 16 MiB
+#      (bench/allreduce), the size of B0's gradients.
 #
 #   bench/compare_ddp.sh [--bin build/bin] [--peer ../shared/peers/pytorch_ddp.py]
 #       [--ranks 2] [--train 8192] [--repeats 1] [--skip-224] [--skip-head]
@@ -38,12 +41,12 @@ while [[ $# -gt 0 ]]; do
     --repeats) repeats=$2; shift 2 ;;
     --skip-224) skip_224=1; shift ;;
     --skip-head) skip_head=1; shift ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "compare_ddp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 bin=$(cd "$bin" && pwd)
-for tool in trainer coordinator make-synthetic-cifar stream_bench; do
+for tool in trainer coordinator make-synthetic-cifar stream_bench allreduce_bench; do
   [[ -x "$bin/$tool" ]] || { echo "compare_ddp: $bin/$tool not found (build first)" >&2; exit 2; }
 done
 [[ -f "$peer" ]] || { echo "compare_ddp: peer script $peer not found (--peer)" >&2; exit 2; }
@@ -88,7 +91,7 @@ ours() {
   if ! mpirun --allow-run-as-root --oversubscribe -np "$ranks" "$bin/trainer" train \
     --coordinator "$address" --run-name "$name" --run-dir "$last_run_dir" --dataset bench \
     --num-classes 100 --image-size "$res" --batch-size "$batch" "${phases[@]}" \
-    --train-split "$split" --val-split 'train[:256]' --test-split 'test[:256]' --augment flip \
+    --train-split "$split" --val-split 'train[:256]' --test-split 'test[:256]' --augment "${augment:-flip}" \
     --threads 1 --progress-every 60 --report-every 50 "$@" >"$tmp/$name.log" 2>&1; then
     tail -30 "$tmp/$name.log" >&2
     echo "compare_ddp: our trainer failed (log above)" >&2
@@ -152,13 +155,22 @@ done
 echo
 
 # ---- 2. ten head epochs
+# train_seconds RUN_DIR: the sum of the epochs' training seconds (epochs.csv).
+train_seconds() {
+  $python -c "import csv; print(f\"{sum(float(r['seconds']) for r in csv.DictReader(open('$1/epochs.csv'))):.1f}\")"
+}
 head_rate=""
 if [[ $skip_head -eq 0 ]]; then
-  echo "| 10 head epochs, 32 px, batch 64/rank | wall s | train s (sum of epochs) |"
-  echo "|---|---:|---:|"
+  peer peer_rate head 32 64 10 0
+  peer_wall=$last_wall
+  # The peer times its loop from its 4th step on; its 10 epochs of training
+  # at that rate (each rank runs floor(N / ranks / 64) steps per epoch):
+  peer_train=$($python -c "s = $train_images // $ranks // 64; print(f'{10 * s * 64 * $ranks / $peer_rate:.1f}')")
+  echo "| 10 head epochs, 32 px, batch 64/rank | wall s | training s | peer / ours (training) | peer / ours (wall) |"
+  echo "|---|---:|---:|---:|---:|"
   ours unused head 32 64 10 train
   cached_wall=$last_wall
-  cached_train=$($python -c "import csv; print(f\"{sum(float(r['seconds']) for r in csv.DictReader(open('$last_run_dir/epochs.csv'))):.1f}\")")
+  cached_train=$(train_seconds "$last_run_dir")
   head_rate=$($python - "$last_run_dir/epochs.csv" "$ranks" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -166,12 +178,14 @@ steps = int(rows[-1]["step"]) - int(rows[-2]["step"])
 print(f"{steps * 64 / float(rows[-1]['seconds']):.0f}")  # per rank
 PY
 )
-  echo "| ours, cached features (both flips computed in epoch 1) | $cached_wall | $cached_train |"
+  echo "| ours, cached features, --augment flip (both flips computed in epoch 1) | $cached_wall | $cached_train | $(ratio "$peer_train" "$cached_train") | $(ratio "$peer_wall" "$cached_wall") |"
+  augment=none ours unused head 32 64 10 train
+  none_train=$(train_seconds "$last_run_dir")
+  echo "| ours, cached features, --augment none | $last_wall | $none_train | $(ratio "$peer_train" "$none_train") | $(ratio "$peer_wall" "$last_wall") |"
   ours unused head 32 64 10 train --cache-features off
-  plain_train=$($python -c "import csv; print(f\"{sum(float(r['seconds']) for r in csv.DictReader(open('$last_run_dir/epochs.csv'))):.1f}\")")
-  echo "| ours, --cache-features off | $last_wall | $plain_train |"
-  peer unused head 32 64 10 0
-  echo "| PyTorch DDP --phase head | $last_wall | - |"
+  plain_train=$(train_seconds "$last_run_dir")
+  echo "| ours, --cache-features off | $last_wall | $plain_train | $(ratio "$peer_train" "$plain_train") | $(ratio "$peer_wall" "$last_wall") |"
+  echo "| PyTorch DDP --phase head ($peer_rate img/s) | $peer_wall | $peer_train | 1.00 | 1.00 |"
   echo
 fi
 
@@ -185,3 +199,14 @@ if [[ -n "$stream" ]]; then
 fi
 [[ -n "$ours_full_32" ]] && echo "| trainer consumption, full phase | $($python -c "print(round($ours_full_32 / $ranks))") |"
 [[ -n "$head_rate" ]] && echo "| trainer consumption, head phase from the cache | $head_rate |"
+echo
+
+# ---- 4. reducer vs raw MPI_Allreduce at 16 MiB
+echo "| 16 MiB all-reduce, $ranks ranks | raw MPI_Allreduce ms | reducer (sum) ms | reducer (average) ms | reducer sum bandwidth / raw |"
+echo "|---|---:|---:|---:|---:|"
+row=$(mpirun --allow-run-as-root --oversubscribe -np "$ranks" "$bin/allreduce_bench" --iterations 30 \
+  --skip-b0 --sizes-mib 16 2>"$tmp/allreduce.err" | grep '^| 16 |') ||
+  { cat "$tmp/allreduce.err" >&2; echo "compare_ddp: allreduce_bench failed" >&2; exit 1; }
+# | MiB | raw ms | busbw | communicator ms | busbw | reducer (sum) ms | busbw | reducer (average) ms | busbw | ratio |
+IFS='|' read -r _ _ raw _ _ _ sum _ avg _ r _ <<<"$row"
+echo "| bench/allreduce (median of 30, slowest rank) | ${raw// /} | ${sum// /} | ${avg// /} | ${r// /} |"

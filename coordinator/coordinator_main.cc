@@ -66,7 +66,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--tensorboard-dir", options.tensorboard_dir,
                  "Write TensorBoard event files here, one directory per run");
+  app.add_option("--rank-timeout", options.rank_timeout_s,
+                 "Seconds a rank of a running run may send no heartbeat before the run is marked "
+                 "FAILED (0: never)")
+      ->capture_default_str();
   app.add_option("--port-file", port_file, "Write the bound port to this file once serving");
+  // A test hook, hidden from --help (docs/coordinator.md, "Test hooks").
+  app.add_option(
+         "--test-crash-in-put", options.test_crash_in_put,
+         "tests: SIGKILL the coordinator on the first data chunk of the N-th checkpoint Put")
+      ->check(CLI::NonNegativeNumber)
+      ->group("");
   xfer::common::add_log_level_flag(app, log_level);
   if (auto exit_code = xfer::common::parse_flags(app, argc, argv)) return *exit_code;
   xfer::common::init_logging({"coord", std::nullopt, log_level});

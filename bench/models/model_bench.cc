@@ -1,7 +1,7 @@
 // Our EfficientNet-B0 against torchvision's (not a test: it prints figures).
 //
 //   build/bin/model_bench [--sizes 32,224 --batches 64,16] [--threads 2]
-//                         [--rounds 3 --iterations 4] [--channels-last]
+//                         [--rounds 3 --iterations 4] [--channels-last] [--profile N]
 //
 // Both sides run the same weights on the same input: this program writes its
 // model's state dict and the input batches to a temporary folder, and
@@ -16,6 +16,7 @@
 // (ours, torchvision's, ours, ...) so that a change in the load of a shared
 // machine hits both alike.
 #include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -52,7 +53,13 @@ struct BenchOptions {
   bool channels_last = false;
   std::string python = "/usr/bin/python3";
   bool skip_torchvision = false;
+  // Forward+backward iterations at the first size under LibTorch's profiler
+  // on both sides (after the timing); 0: none.
+  int profile = 0;
 };
+
+// Operator name -> self CPU microseconds summed over the profiled iterations.
+using OpTimes = std::map<std::string, double>;
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
@@ -107,14 +114,56 @@ void restore(models::EfficientNetB0& model, const std::vector<torch::Tensor>& sa
 }
 
 // Runs torchvision_b0_bench.py; fills `timings` and the logits check.
+// `options.profile` forward+backward passes of ours at the first size under
+// the legacy (CPU) profiler; self time = an operator's span minus the spans
+// of the operators it called, as PyTorch's key_averages() counts it.
+OpTimes profile_ours(const BenchOptions& options, models::EfficientNetB0& model,
+                     const torch::Tensor& batch) {
+  namespace prof = torch::autograd::profiler;
+  const auto format =
+      options.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  const torch::Tensor x = batch.contiguous(format);
+  const torch::Tensor labels = torch::arange(batch.size(0)) % options.num_classes;
+  model->train();
+  prof::enableProfilerLegacy(
+      torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU));
+  for (int i = 0; i < options.profile; ++i) {
+    model->zero_grad(/*set_to_none=*/true);
+    torch::nn::functional::cross_entropy(model->forward(x), labels).backward();
+  }
+  const prof::thread_event_lists lists = prof::disableProfilerLegacy();
+  OpTimes self;
+  for (const auto& events : lists) {
+    struct Open {
+      const prof::LegacyEvent* push;
+      double children_us;
+    };
+    std::vector<Open> open;
+    for (const auto& e : events) {
+      if (e.kind() == prof::EventKind::PushRange) {
+        open.push_back({&e, 0.0});
+      } else if (e.kind() == prof::EventKind::PopRange && !open.empty()) {
+        const Open top = open.back();
+        open.pop_back();
+        const double span = top.push->cpuElapsedUs(e);
+        self[top.push->name()] += span - top.children_us;
+        if (!open.empty()) open.back().children_us += span;
+      }
+    }
+  }
+  return self;
+}
+
 bool time_torchvision(const BenchOptions& options, const std::filesystem::path& dir,
-                      Timings& timings, std::map<std::string, double>& checks) {
+                      Timings& timings, std::map<std::string, double>& checks,
+                      OpTimes* profile = nullptr) {
   std::ostringstream command;
   command << options.python << ' ' << XFER_TORCHVISION_BENCH << " --weights " << dir / "b0.pt"
           << " --inputs " << dir / "inputs.pt"
           << " --num-classes " << options.num_classes << " --threads " << options.threads
           << " --iterations " << options.iterations << " --warmup " << options.warmup
           << (options.channels_last ? " --channels-last" : "");
+  if (profile != nullptr) command << " --profile " << options.profile;
   FILE* pipe = popen(command.str().c_str(), "r");
   if (pipe == nullptr) return false;
   char line[8192];
@@ -135,11 +184,47 @@ bool time_torchvision(const BenchOptions& options, const std::filesystem::path& 
       std::vector<double> seconds;
       for (double s = 0; in >> s;) seconds.push_back(s);
       append(timings, mode + " " + size, seconds);
+    } else if (kind == "op" && profile != nullptr) {
+      std::string name;
+      double self_us = 0;
+      in >> name >> self_us;
+      (*profile)[name] += self_us;
     }
   }
   const int status = pclose(pipe);
   if (status != 0) spdlog::error("torchvision side failed ({}): {}", status, command.str());
   return status == 0;
+}
+
+// The operators with the most self time on either side, ms per iteration.
+void print_profile(const BenchOptions& options, const OpTimes& ours, const OpTimes& theirs) {
+  std::map<std::string, std::pair<double, double>> both;
+  double ours_total = 0;
+  double theirs_total = 0;
+  for (const auto& [name, us] : ours) {
+    both[name].first = us;
+    ours_total += us;
+  }
+  for (const auto& [name, us] : theirs) {
+    both[name].second = us;
+    theirs_total += us;
+  }
+  std::vector<std::pair<std::string, std::pair<double, double>>> rows(both.begin(), both.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+    return std::max(a.second.first, a.second.second) > std::max(b.second.first, b.second.second);
+  });
+  const double n = 1000.0 * options.profile;  // us over all iterations -> ms per iteration
+  std::printf(
+      "\nself CPU time per forward+backward at %lld px, batch %lld (LibTorch profiler, %d "
+      "iterations)\n",
+      static_cast<long long>(options.sizes.front()),
+      static_cast<long long>(options.batches.front()), options.profile);
+  std::printf("| operator | ours ms | torchvision ms |\n|---|---:|---:|\n");
+  for (size_t i = 0; i < rows.size() && i < 15; ++i) {
+    std::printf("| %s | %.1f | %.1f |\n", rows[i].first.c_str(), rows[i].second.first / n,
+                rows[i].second.second / n);
+  }
+  std::printf("| all operators | %.1f | %.1f |\n", ours_total / n, theirs_total / n);
 }
 
 int run(const BenchOptions& options) {
@@ -156,7 +241,11 @@ int run(const BenchOptions& options) {
   if (options.channels_last) {
     torch::NoGradGuard no_grad;
     for (auto& p : model->parameters()) {
-      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+      // As TransferModel::set_memory_format: fresh channels-last strides
+      // (contiguous() would leave 1x1 and depthwise weights as they are).
+      if (p.dim() == 4) {
+        p.set_data(torch::empty_like(p, p.options(), torch::MemoryFormat::ChannelsLast).copy_(p));
+      }
     }
   }
 
@@ -215,6 +304,8 @@ int run(const BenchOptions& options) {
   }
   Timings ours;
   Timings theirs;
+  OpTimes our_ops;
+  OpTimes their_ops;
   std::map<std::string, double> checks;
   bool tv_ok = true;
   for (int round = 1; round <= options.rounds; ++round) {
@@ -228,8 +319,13 @@ int run(const BenchOptions& options) {
     time_ours(options, model, inputs, ours);
     if (!options.skip_torchvision && tv_ok) {
       spdlog::info("round {}/{}: torchvision, {}", round, options.rounds, XFER_TORCHVISION_BENCH);
-      tv_ok = time_torchvision(options, dir, theirs, checks);
+      const bool profile_now = options.profile > 0 && round == options.rounds;
+      tv_ok = time_torchvision(options, dir, theirs, checks, profile_now ? &their_ops : nullptr);
     }
+  }
+  if (options.profile > 0) {
+    restore(model, initial);
+    our_ops = profile_ours(options, model, inputs.at(options.sizes.front()));
   }
   std::filesystem::remove_all(dir);
 
@@ -265,6 +361,7 @@ int run(const BenchOptions& options) {
       }
     }
   }
+  if (options.profile > 0) print_profile(options, our_ops, their_ops);
   return tv_ok ? 0 : 1;
 }
 
@@ -296,6 +393,11 @@ int main(int argc, char** argv) {
   app.add_flag("--channels-last", options.channels_last, "NHWC memory format on both sides");
   app.add_option("--python", options.python, "Python with torchvision")->capture_default_str();
   app.add_flag("--skip-torchvision", options.skip_torchvision, "Time ours only");
+  app.add_option("--profile", options.profile,
+                 "Also profile N forward+backward passes at the first size on both sides and "
+                 "print each operator's self time")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
   if (auto exit_code = xfer::common::parse_flags(app, argc, argv)) return *exit_code;
   xfer::common::init_logging({"model_bench", std::nullopt, "info"});
   return run(options);

@@ -25,6 +25,8 @@ def main():
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="then N forward+backward passes at the first size under the profiler")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -76,6 +78,15 @@ def main():
                 times.append(time.perf_counter() - start)
             print(f"time {mode} {size} {batch.shape[0]} " + " ".join(f"{t:.6f}" for t in times),
                   flush=True)
+
+    if args.profile:
+        # Self CPU time per operator summed over the passes: "op NAME MICROSECONDS".
+        size = next(iter(inputs))
+        with torch.autograd.profiler.profile() as prof:
+            for _ in range(args.profile):
+                forward_backward(size)
+        for event in prof.key_averages():
+            print(f"op {event.key} {event.self_cpu_time_total:.1f}", flush=True)
     return 0
 
 

@@ -105,7 +105,8 @@ std::string CheckpointStore::blob_path(const std::string& id) const {
 void CheckpointStore::recover() {
   const auto io_error = [&](const FilesystemError& e, const std::string& doing) {
     return CheckpointError(Code::kIo,
-                           "checkpoint store " + dir_ + ": cannot " + doing + ": " + e.what());
+                           "checkpoint store " + dir_ + ": cannot " + doing + ": " + e.what(),
+                           e.error_number());
   };
   std::vector<std::string> names;
   try {
@@ -312,7 +313,7 @@ CheckpointRecord CheckpointStore::finish_commit(CheckpointRecord record,
                                 ") was not stored: writing the manifest failed: " + e.what() +
                                 "; the previous checkpoints are intact";
     spdlog::error("{}", message);
-    throw CheckpointError(Code::kIo, message);
+    throw CheckpointError(Code::kIo, message, e.error_number());
   }
   records_ = std::move(next);
   spdlog::info("checkpoint {} committed: {} phase '{}' {}={} ({}), {} bytes, sha256 {}", record.id,
@@ -415,7 +416,8 @@ std::string CheckpointStore::read_verified(const std::string& id) const {
   } catch (const FilesystemError& e) {
     if (e.error_number() != ENOENT) {
       throw CheckpointError(Code::kIo,
-                            "checkpoint " + id + ": cannot read " + path + ": " + e.what());
+                            "checkpoint " + id + ": cannot read " + path + ": " + e.what(),
+                            e.error_number());
     }
     if (!find(id)) throw not_found();  // deleted while we were reading it
     const std::string message = "checkpoint " + id + " (" + describe_meta(record->meta) +
@@ -455,7 +457,7 @@ void CheckpointStore::remove(const std::string& id) {
                                 "failed: " +
                                 e.what();
     spdlog::error("{}", message);
-    throw CheckpointError(Code::kIo, message);
+    throw CheckpointError(Code::kIo, message, e.error_number());
   }
   records_ = std::move(next);
   try {

@@ -61,13 +61,18 @@ class CheckpointError : public std::runtime_error {
     kIo,               // the filesystem failed (full disk, fsync error, ...)
   };
 
-  CheckpointError(Code code, const std::string& message)
-      : std::runtime_error(message), code_(code) {}
+  // `error_number`: the errno behind a kIo error (ENOSPC, EIO, ...), 0 when
+  // there is none. The service answers a full disk differently from other
+  // I/O errors (RESOURCE_EXHAUSTED: retrying cannot help until space is freed).
+  CheckpointError(Code code, const std::string& message, int error_number = 0)
+      : std::runtime_error(message), code_(code), error_number_(error_number) {}
 
   Code code() const { return code_; }
+  int error_number() const { return error_number_; }
 
  private:
   Code code_;
+  int error_number_;
 };
 
 const char* to_string(CheckpointError::Code code);

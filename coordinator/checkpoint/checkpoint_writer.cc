@@ -66,7 +66,7 @@ void CheckpointWriter::fail_io(const FilesystemError& error, const std::string& 
   const std::string message = describe() + " was not stored: " + doing +
                               " failed: " + error.what() + "; the previous checkpoints are intact";
   spdlog::error("{}", message);
-  throw CheckpointError(Code::kIo, message);
+  throw CheckpointError(Code::kIo, message, error.error_number());
 }
 
 void CheckpointWriter::append(std::int64_t offset, std::string_view data) {

@@ -142,6 +142,19 @@ v1::RunReport CoordinatorClient::get_report(const std::string& run) {
                                    });
 }
 
+v1::HeartbeatResponse CoordinatorClient::heartbeat(const v1::HeartbeatRequest& request,
+                                                   std::chrono::milliseconds deadline) {
+  grpc::ClientContext context;
+  connection_->prepare(context, deadline);
+  v1::HeartbeatResponse response;
+  const grpc::Status status = connection_->runs().Heartbeat(&context, request, &response);
+  if (!status.ok()) {
+    throw RpcError(status.error_code(), "Heartbeat", connection_->address(),
+                   status.error_message());
+  }
+  return response;
+}
+
 // ---------------------------------------------------------------- metrics
 
 v1::ReportAck CoordinatorClient::report(const v1::MetricsReport& report) {

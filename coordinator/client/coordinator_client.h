@@ -22,6 +22,8 @@
 //   not idempotent: StartRun (a repeat would count another attempt) and
 //                   Delete (a repeat fails NOT_FOUND and would hide the first
 //                   call's success).
+//   never retried:  Heartbeat (one attempt with the caller's deadline: the
+//                   next heartbeat is the retry).
 //
 // Thread-safe: calls may be made from several threads at once. Readers are
 // used from one thread (cancel() from any) and may outlive the client.
@@ -29,6 +31,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -180,6 +183,12 @@ class CoordinatorClient {
   // NOT_FOUND for an unknown run or one without a report yet; DATA_LOSS when
   // the coordinator's copy is damaged.
   v1::RunReport get_report(const std::string& run);
+  // One Heartbeat attempt with its own `deadline`, never retried (the
+  // caller's next heartbeat is the retry). Throws RpcError: UNAVAILABLE or
+  // DEADLINE_EXCEEDED when the coordinator is down or slow, else the
+  // server's code (NOT_FOUND, INVALID_ARGUMENT, ...).
+  v1::HeartbeatResponse heartbeat(const v1::HeartbeatRequest& request,
+                                  std::chrono::milliseconds deadline);
 
   // ---- MetricsService
   v1::ReportAck report(const v1::MetricsReport& report);

@@ -115,7 +115,9 @@ grpc::Status Authorizer::check(const grpc::ServerContextBase& context, Role requ
                       "admin token)");
   }
   return refuse(context, grpc::StatusCode::UNAUTHENTICATED,
-                std::string(method) + ": unknown token");
+                std::string(method) +
+                    ": unknown token (expected this coordinator's admin or read-only token, "
+                    "from its --token-file or --read-token-file)");
 }
 
 }  // namespace xfer::coordinator::server

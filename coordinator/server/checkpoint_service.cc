@@ -1,7 +1,12 @@
 #include "coordinator/server/checkpoint_service.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
 
 namespace xfer::coordinator::server {
 namespace {
@@ -15,6 +20,20 @@ v1::MetricDirection to_proto(ck::Direction direction) {
 
 grpc::Status unknown_run(const char* method, const std::string& run) {
   return {grpc::StatusCode::NOT_FOUND, std::string(method) + ": no run '" + run + "'"};
+}
+
+// The --test-crash-in-put hook: dies the way a power cut or the OOM killer
+// would end the process, in the middle of an upload (its temporary file on
+// disk, nothing committed), with no chance to clean up.
+[[noreturn]] void crash_for_test(int put_number, const std::string& id, const std::string& run,
+                                 std::int64_t received) {
+  spdlog::warn(
+      "test hook --test-crash-in-put {}: killing the coordinator (SIGKILL) during the upload of "
+      "checkpoint {} of run '{}' after {} bytes",
+      put_number, id, run, received);
+  spdlog::default_logger()->flush();
+  std::raise(SIGKILL);
+  std::abort();  // not reached: SIGKILL cannot be caught
 }
 
 }  // namespace
@@ -41,8 +60,13 @@ v1::CheckpointInfo to_proto(const ck::CheckpointRecord& record) {
 
 CheckpointServiceImpl::CheckpointServiceImpl(ck::CheckpointStore& store, const RunRegistry& runs,
                                              RecentErrors& errors, const Authorizer& auth,
-                                             std::int64_t chunk_bytes)
-    : store_(store), runs_(runs), errors_(errors), auth_(auth), chunk_bytes_(chunk_bytes) {}
+                                             std::int64_t chunk_bytes, int crash_in_put)
+    : store_(store),
+      runs_(runs),
+      errors_(errors),
+      auth_(auth),
+      chunk_bytes_(chunk_bytes),
+      crash_in_put_(crash_in_put) {}
 
 grpc::Status CheckpointServiceImpl::status_of(const ck::CheckpointError& error,
                                               const char* method) {
@@ -57,6 +81,13 @@ grpc::Status CheckpointServiceImpl::status_of(const ck::CheckpointError& error,
       return {grpc::StatusCode::DATA_LOSS, message};
     case ck::CheckpointError::Code::kIo:
       errors_.add(message);
+      // A full disk is final for this upload: the client's retries (meant
+      // for a coordinator that is away) would rewrite the blob into the same
+      // full disk for the whole reconnect window. The caller decides (the
+      // training job warns and trains on). Other I/O errors may pass.
+      if (error.error_number() == ENOSPC || error.error_number() == EDQUOT) {
+        return {grpc::StatusCode::RESOURCE_EXHAUSTED, message};
+      }
       return {grpc::StatusCode::UNAVAILABLE, message};
   }
   return {grpc::StatusCode::INTERNAL, message};
@@ -95,6 +126,7 @@ grpc::Status CheckpointServiceImpl::Put(grpc::ServerContext* context,
   meta.direction = wire.direction() == v1::METRIC_DIRECTION_MAXIMIZE ? ck::Direction::kMaximize
                                                                      : ck::Direction::kMinimize;
   meta.upload_id = wire.upload_id();
+  const int put_number = ++puts_received_;
   try {
     auto writer = store_.begin_put(meta);
     std::int64_t received = 0;
@@ -106,6 +138,8 @@ grpc::Status CheckpointServiceImpl::Put(grpc::ServerContext* context,
       }
       writer->append(chunk.offset(), chunk.data());
       received += static_cast<std::int64_t>(chunk.data().size());
+      // Dies on the first data chunk: the loop never gets to a second one.
+      if (put_number == crash_in_put_) crash_for_test(put_number, writer->id(), meta.run, received);
     }
     if (context->IsCancelled()) {
       return {grpc::StatusCode::CANCELLED, "Put: cancelled by the client; nothing stored"};

@@ -2,6 +2,8 @@
 // lookup and deletion over the durable store (checkpoint/checkpoint_store.h).
 #pragma once
 
+#include <atomic>
+
 #include "coordinator/checkpoint/checkpoint_store.h"
 #include "coordinator/server/auth.h"
 #include "coordinator/server/recent_errors.h"
@@ -13,9 +15,12 @@ namespace xfer::coordinator::server {
 class CheckpointServiceImpl final : public v1::CheckpointService::Service {
  public:
   // Every argument must outlive the service. Get sends data in chunks of
-  // `chunk_bytes`.
+  // `chunk_bytes`. `crash_in_put` > 0 is the test hook of
+  // CoordinatorOptions::test_crash_in_put: the process SIGKILLs itself on
+  // the first data chunk of the crash_in_put-th Put.
   CheckpointServiceImpl(checkpoint::CheckpointStore& store, const RunRegistry& runs,
-                        RecentErrors& errors, const Authorizer& auth, std::int64_t chunk_bytes);
+                        RecentErrors& errors, const Authorizer& auth, std::int64_t chunk_bytes,
+                        int crash_in_put = 0);
 
   grpc::Status Put(grpc::ServerContext* context, grpc::ServerReader<v1::CheckpointChunk>* reader,
                    v1::CheckpointInfo* response) override;
@@ -38,6 +43,9 @@ class CheckpointServiceImpl final : public v1::CheckpointService::Service {
   RecentErrors& errors_;
   const Authorizer& auth_;
   const std::int64_t chunk_bytes_;
+  const int crash_in_put_;
+
+  std::atomic<int> puts_received_{0};  // Puts whose meta was accepted
 };
 
 v1::CheckpointInfo to_proto(const checkpoint::CheckpointRecord& record);

@@ -51,10 +51,23 @@ struct CoordinatorOptions {
   int keep_best = 1;
   int keep_last = 2;
 
+  // Liveness: a RUNNING run one of whose ranks (of its current attempt) has
+  // not sent a Heartbeat for longer than this is marked FAILED, naming the
+  // rank. A rank not heard from yet counts from StartRun, or from the
+  // coordinator's start for runs it loaded at start-up. 0 disables the
+  // check. Default: 60. REQUIRES: 0..86400 (a day).
+  int rank_timeout_s = 60;
+
   // Where TensorBoard event files go, one directory per run
   // (coordinator/tensorboard/run_event_writers.h). Created if missing.
   // Default: empty (none are written).
   std::string tensorboard_dir;
+
+  // Test hook (--test-crash-in-put N, hidden): on the first data chunk of
+  // the N-th checkpoint Put this process receives, log one line and SIGKILL
+  // itself, so a test can kill the coordinator in the middle of an upload
+  // deterministically. Default: 0 (off). Never set it in production.
+  int test_crash_in_put = 0;
 };
 
 // Throws std::invalid_argument naming the flag, the value and what was

@@ -131,4 +131,16 @@ grpc::Status RunServiceImpl::GetReport(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status RunServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                       const v1::HeartbeatRequest* request,
+                                       v1::HeartbeatResponse* response) {
+  if (auto status = auth_.check(*context, Role::kAdmin, "Heartbeat"); !status.ok()) return status;
+  auto result = runs_.heartbeat(*request);
+  if (auto* error = std::get_if<RunError>(&result)) {
+    return {static_cast<grpc::StatusCode>(error->code), error->message};
+  }
+  *response = std::get<v1::HeartbeatResponse>(std::move(result));
+  return grpc::Status::OK;
+}
+
 }  // namespace xfer::coordinator::server

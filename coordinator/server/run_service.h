@@ -35,6 +35,12 @@ class RunServiceImpl final : public v1::RunService::Service {
   // DATA_LOSS (naming the file) for a damaged report file.
   grpc::Status GetReport(grpc::ServerContext* context, const v1::GetReportRequest* request,
                          v1::RunReport* response) override;
+  // Admin role. Records that a rank of the run's current attempt is alive
+  // (RunRegistry::heartbeat has the rules and codes); the answer carries the
+  // run's state, attempt and message, so a rank whose run was failed or
+  // resumed by another attempt learns it.
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
 
  private:
   RunRegistry& runs_;

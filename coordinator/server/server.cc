@@ -4,10 +4,14 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "coordinator/checkpoint/checkpoint_store.h"
 #include "coordinator/metrics/metrics_store.h"
@@ -79,6 +83,49 @@ std::unique_ptr<tensorboard::RunEventWriters> make_tensorboard(const Coordinator
       tb, store, [&errors](const std::string& message) { errors.add(message); });
 }
 
+// Largest --rank-timeout: a day.
+constexpr int kMaxRankTimeoutSeconds = 86400;
+
+// Runs `task` every `period` on its own thread until stop() (or the
+// destructor). The task's exceptions are its own business: it catches them.
+class PeriodicTask {
+ public:
+  PeriodicTask(std::chrono::milliseconds period, std::function<void()> task)
+      : period_(period), task_(std::move(task)), thread_([this] { loop(); }) {}
+  ~PeriodicTask() { stop(); }
+  PeriodicTask(const PeriodicTask&) = delete;
+  PeriodicTask& operator=(const PeriodicTask&) = delete;
+
+  // Wakes the thread and joins it. Idempotent.
+  void stop() {
+    std::lock_guard<std::mutex> join_lock(join_mutex_);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
+      lock.unlock();
+      task_();
+      lock.lock();
+    }
+  }
+
+  const std::chrono::milliseconds period_;
+  const std::function<void()> task_;
+  std::mutex join_mutex_;  // one stop() joins at a time
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // GUARDED_BY(mutex_)
+  std::thread thread_;     // last: starts once the members above exist
+};
+
 }  // namespace
 
 void validate(const CoordinatorOptions& options) {
@@ -119,6 +166,12 @@ void validate(const CoordinatorOptions& options) {
                                 " / --keep-last " + std::to_string(options.keep_last) +
                                 ": expected non-negative counts that keep at least one checkpoint");
   }
+  if (options.rank_timeout_s < 0 || options.rank_timeout_s > kMaxRankTimeoutSeconds) {
+    throw std::invalid_argument("--rank-timeout " + std::to_string(options.rank_timeout_s) +
+                                " is out of range (expected 0 to turn the rank liveness check "
+                                "off, or 1.." +
+                                std::to_string(kMaxRankTimeoutSeconds) + " seconds)");
+  }
 }
 
 struct Coordinator::State {
@@ -139,6 +192,9 @@ struct Coordinator::State {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   std::once_flag shutdown_once;
+  // Marks runs with a silent rank FAILED (--rank-timeout); null when off.
+  // Last: destroyed (joined) before everything it uses.
+  std::unique_ptr<PeriodicTask> liveness_checker;
 
   explicit State(const CoordinatorOptions& opts);
 };
@@ -159,7 +215,8 @@ Coordinator::State::State(const CoordinatorOptions& opts)
           [this](const metrics::RankReport& report, const metrics::ReportResult& result) {
             if (tensorboard) tensorboard->on_report(report, result);
           }),
-      checkpoint_service(checkpoints, runs, errors, auth, kCheckpointChunkBytes) {}
+      checkpoint_service(checkpoints, runs, errors, auth, kCheckpointChunkBytes,
+                         opts.test_crash_in_put) {}
 
 Coordinator::Coordinator(const CoordinatorOptions& options) {
   validate(options);
@@ -202,6 +259,7 @@ Coordinator::Coordinator(const CoordinatorOptions& options) {
                              ": cannot listen there (address in use, or not a local address?)");
   }
   state_->server->GetHealthCheckService()->SetServingStatus(true);
+  start_liveness_checker();
   spdlog::info("coordinator listening on {} ({}, auth {}, datasets: {}, tensorboard: {})",
                address(), options.tls_cert_file.empty() ? "plaintext" : "TLS",
                state_->auth.enabled() ? "on" : "off", state_->datasets.names_joined(),
@@ -226,6 +284,34 @@ std::string Coordinator::address() const {
   return listen.substr(0, listen.rfind(':')) + ":" + std::to_string(state_->port);
 }
 
+void Coordinator::start_liveness_checker() {
+  const int timeout_s = state_->options.rank_timeout_s;
+  if (timeout_s == 0) {
+    spdlog::info(
+        "rank liveness check off (--rank-timeout 0): a run whose ranks died stays RUNNING");
+    return;
+  }
+  const std::chrono::milliseconds timeout(std::int64_t{timeout_s} * 1000);
+  // A tenth of the timeout, within 0.1..1 s: a silent rank is noticed at
+  // most that long after its timeout.
+  const auto period =
+      std::clamp(timeout / 10, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
+  State* state = state_.get();
+  state_->liveness_checker = std::make_unique<PeriodicTask>(period, [state, timeout] {
+    try {
+      state->runs.fail_silent_runs(timeout);
+    } catch (const std::exception& e) {
+      // runs.json could not be written: say so where `coordctl status` shows it.
+      state->errors.add(std::string("rank liveness check: ") + e.what());
+      spdlog::error("rank liveness check: {}", e.what());
+    }
+  });
+  spdlog::info(
+      "rank liveness: a running run is marked FAILED when one of its ranks sends no "
+      "heartbeat for {} s (--rank-timeout)",
+      timeout_s);
+}
+
 void Coordinator::wait() { state_->server->Wait(); }
 
 void Coordinator::shutdown(std::chrono::milliseconds grace) {
@@ -233,6 +319,7 @@ void Coordinator::shutdown(std::chrono::milliseconds grace) {
   std::call_once(state_->shutdown_once, [&] {
     spdlog::info("coordinator shutting down");
     state_->server->GetHealthCheckService()->SetServingStatus(false);
+    if (state_->liveness_checker) state_->liveness_checker->stop();
     state_->metrics.shutdown();  // wakes Watch streams
     state_->server->Shutdown(std::chrono::system_clock::now() + grace);
   });

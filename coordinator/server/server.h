@@ -38,6 +38,10 @@ class Coordinator {
   void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
  private:
+  // With options.rank_timeout_s > 0: a thread that marks FAILED every
+  // running run with a rank silent for longer (RunRegistry::fail_silent_runs).
+  void start_liveness_checker();
+
   struct State;
   std::unique_ptr<State> state_;
 };

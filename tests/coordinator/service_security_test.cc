@@ -97,6 +97,14 @@ std::vector<ServiceSecurityTest::RpcCase> ServiceSecurityTest::every_rpc() {
                      v1::Run response;
                      return s.runs->EndRun(context(t).get(), request, &response);
                    }});
+  cases.push_back({"Heartbeat", Role::kAdmin, [](Stubs& s, const std::string& t) {
+                     v1::HeartbeatRequest request;
+                     request.set_run("ghost");
+                     request.set_world_size(1);
+                     request.set_attempt(1);
+                     v1::HeartbeatResponse response;
+                     return s.runs->Heartbeat(context(t).get(), request, &response);
+                   }});
   cases.push_back({"GetStatus", Role::kRead, [](Stubs& s, const std::string& t) {
                      v1::GetStatusRequest request;
                      v1::StatusResponse response;
@@ -230,7 +238,7 @@ TEST_F(ServiceSecurityTest, ReadOnlyTokenIsDeniedEveryWriteRpcByName) {
       EXPECT_FALSE(is_auth_refusal(status)) << status.error_message();
     }
   }
-  EXPECT_EQ(writes, 7);  // StreamShard StartRun EndRun PutReport Report Put Delete
+  EXPECT_EQ(writes, 8);  // StreamShard StartRun EndRun Heartbeat PutReport Report Put Delete
 }
 
 TEST_F(ServiceSecurityTest, MissingMalformedAndWrongTokensAreUnauthenticatedEverywhere) {

@@ -29,7 +29,7 @@ CONFIG
 
 start_coordinator() {
   rm -f "$TMP/port"
-  "$bin/coordinator" --config "$TMP/coordinator.toml" --listen 127.0.0.1:0 \
+  "$bin/coordinator" --config "$TMP/coordinator.toml" --listen 127.0.0.1:0 --rank-timeout 0 \
     --port-file "$TMP/port" >>"$TMP/coordinator.log" 2>&1 &
   coordinator_pid=$!
   wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"

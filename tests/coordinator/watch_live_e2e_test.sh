@@ -29,7 +29,7 @@ echo "admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >"$TMP/admin.token"
 echo "read-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >"$TMP/read.token"
 chmod 600 "$TMP/admin.token" "$TMP/read.token"
 "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "synthetic=$TMP/data" \
-  --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --token-file "$TMP/admin.token" \
+  --rank-timeout 0 --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --token-file "$TMP/admin.token" \
   --read-token-file "$TMP/read.token" >"$TMP/coordinator.log" 2>&1 &
 coordinator_pid=$!
 wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"

@@ -87,6 +87,8 @@ TEST(ParseAugment, ErrorsQuoteTheBadPart) {
   EXPECT_NE(message("flip,,brightness=0.1").find("empty part"), std::string::npos);
   EXPECT_NE(message(",flip").find("empty part"), std::string::npos);
   EXPECT_NE(message("none,flip").find("unknown part 'none'"), std::string::npos);
+  EXPECT_NE(message("flip,brightness").find("'brightness' needs a value: brightness=DELTA"),
+            std::string::npos);
   EXPECT_NE(message("spin").find("--augment 'spin'"), std::string::npos);
   EXPECT_NE(message("spin").find("e.g. 'flip,brightness=0.4'"), std::string::npos);
 }

@@ -92,6 +92,11 @@ class ShardPrefetcherTest : public CoordinatorFixture {
                        batch->count, 3, 32, 32, batch->sample_indices.data(), spec, 5, 2,
                        floats.data());
       EXPECT_EQ(batch->images, floats) << "batch " << i;
+      EXPECT_EQ(std::string(batch->pixels.begin(), batch->pixels.end()), expected.images())
+          << "batch " << i;
+      // Later batches are decoded into this one's buffers: they must come
+      // out the same as fresh ones.
+      prefetcher.recycle(std::move(*batch));
       ++i;
     }
     EXPECT_EQ(i, raw.size());

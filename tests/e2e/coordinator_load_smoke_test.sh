@@ -18,7 +18,7 @@ trap cleanup EXIT
 "$bin/make-synthetic-cifar" --out "$TMP/data" --train 100 --test 20 --classes 10 >/dev/null 2>&1 ||
   fail "make-synthetic-cifar"
 "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "synthetic=$TMP/data" \
-  --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" >"$TMP/coordinator.log" 2>&1 &
+  --rank-timeout 0 --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" >"$TMP/coordinator.log" 2>&1 &
 coordinator_pid=$!
 wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
 address="127.0.0.1:$(cat "$TMP/port")"

@@ -60,7 +60,7 @@ openssl x509 -req -days 1 -in "$TMP/server.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/c
   fail "openssl: signing the server certificate"
 
 # ---- A TLS coordinator with both tokens, logging everything.
-"$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" "${common[@]}" \
+"$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" "${common[@]}" --rank-timeout 0 \
   --token-file "$TMP/admin.token" --read-token-file "$TMP/read.token" \
   --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key" --log-level trace \
   >"$TMP/coordinator.log" 2>&1 &

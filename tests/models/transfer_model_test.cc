@@ -109,6 +109,29 @@ TEST(ModelsTransferModel, TrainKeepsPhaseModes) {
   }
 }
 
+TEST(ModelsTransferModel, ChannelsLastReachesEveryConvolutionWeight) {
+  // 1x1 and depthwise weights ([O, I, 1, 1], [C, 1, k, k]) count as
+  // contiguous in both formats; their strides must still say channels-last,
+  // or convolution falls back to NCHW and reorders every activation.
+  TransferModel model(b0_options(Phase::kFull));
+  model->set_memory_format(torch::MemoryFormat::ChannelsLast);
+  int convolutions = 0;
+  for (const auto& p : model->named_parameters()) {
+    if (p.value().dim() != 4) continue;
+    ++convolutions;
+    EXPECT_EQ(p.value().suggest_memory_format(), torch::MemoryFormat::ChannelsLast) << p.key();
+  }
+  EXPECT_EQ(convolutions, 81);  // B0's convolutions, squeeze-excitation included
+  // The same values, and back again.
+  const auto before = snapshot(*model);
+  model->set_memory_format(torch::MemoryFormat::Contiguous);
+  for (const auto& p : model->named_parameters()) {
+    if (p.value().dim() != 4) continue;
+    EXPECT_EQ(p.value().suggest_memory_format(), torch::MemoryFormat::Contiguous) << p.key();
+    EXPECT_TRUE(torch::equal(p.value(), before.at(p.key()))) << p.key();
+  }
+}
+
 TEST(ModelsTransferModel, HeadPhaseLeavesBaseBitIdentical) {
   TransferModel model(b0_options(Phase::kHead));
   const auto before = snapshot(*model);

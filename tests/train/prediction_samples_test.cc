@@ -20,14 +20,16 @@ using ::testing::HasSubstr;
 constexpr std::size_t kImage = 3 * 32 * 32;
 
 // A batch of `indices`; sample with position p has label p % 10 and every
-// pixel equal to p % 256 (as the [0, 1] floats the prefetcher makes).
+// pixel equal to p % 256 (the streamed bytes; the model's input floats are
+// something else).
 data::Batch batch_of(const std::vector<std::int64_t>& indices) {
   data::Batch b;
   b.count = static_cast<int>(indices.size());
   b.sample_indices = indices;
   for (const std::int64_t p : indices) {
     b.labels.push_back(p % 10);
-    b.images.insert(b.images.end(), kImage, static_cast<float>(p % 256) / 255.0f);
+    b.pixels.insert(b.pixels.end(), kImage, static_cast<std::uint8_t>(p % 256));
+    b.images.insert(b.images.end(), kImage, -1.5F);
   }
   return b;
 }

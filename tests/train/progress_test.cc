@@ -38,6 +38,24 @@ TEST(FormatProgress, KerasLikeLine) {
             "0.3000 - top3: 0.5000 - 1234 img/s");
 }
 
+TEST(FormatProgress, DataWaitShareWhenKnown) {
+  ProgressLine line;
+  line.phase = "full";
+  line.step = 2;
+  line.steps = 4;
+  line.elapsed_s = 1.0;
+  line.images_per_second = 100;
+  line.data_wait = 0.0042;
+  const std::string text = format_progress(line);
+  EXPECT_EQ(text.substr(text.size() - 26), "100 img/s - data wait 0.4%");
+  line.data_wait = 0.25;
+  EXPECT_NE(format_progress(line).find(" - data wait 25%"), std::string::npos);
+  line.data_wait = 7.0;  // clock noise past the whole interval: capped
+  EXPECT_NE(format_progress(line).find(" - data wait 100%"), std::string::npos);
+  line.data_wait = -1.0;
+  EXPECT_EQ(format_progress(line).find("data wait"), std::string::npos);
+}
+
 TEST(FormatProgress, FullBarAtTheEnd) {
   ProgressLine line;
   line.phase = "finetune";
@@ -65,6 +83,9 @@ TEST(FormatEpochSummary, CarriesValidationAndCheckpoint) {
             "head 2/10 120/120 - 47s 1234 img/s - loss: 0.5000 - acc: 0.2500 - top3: 0.5000 - "
             "val_loss: 1.0000 - val_acc: 0.5000 - val_top3: 0.7500 - lr: 1.00e-03 - checkpoint "
             "ckpt-00000003 (best)");
+  line.data_wait = 0.031;
+  EXPECT_NE(format_epoch_summary(line).find("lr: 1.00e-03 - data wait 3.1% - checkpoint"),
+            std::string::npos);
 }
 
 }  // namespace

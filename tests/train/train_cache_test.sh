@@ -6,6 +6,7 @@
 # every row goes through the spill file, the result is the same and the
 # file is gone afterwards. Brightness: auto leaves the phase uncached and
 # says why; --cache-features on drops brightness in the head phase and says so.
+# Without flips one view per sample is cached, with the same result.
 # usage: train_cache_test.sh BIN_DIR MPIEXEC SOURCE_DIR
 source "$(dirname "$0")/train_lib.sh"
 
@@ -56,4 +57,19 @@ train 2 "$TMP/forced.log" --run-name forced --run-dir "$TMP/forced" "${bright[@]
   --cache-features on || { cat "$TMP/forced.log"; fail "--cache-features on with brightness failed"; }
 expect_contains "$TMP/forced.log" "--cache-features on: the head phase trains without brightness augmentation (--augment flip,brightness=0.4 becomes flip there)"
 expect_contains "$TMP/forced.log" "feature cache after the epoch's rows were shared"
+# Without flips only the delivered view is computed (960 rows, half), later
+# epochs still miss nothing, and the result is the uncached one's.
+none=(--dataset shapes --num-classes 10 --image-size 32 --batch-size 16 --head-epochs 3
+      --finetune-epochs 0 --seed 5 --dropout 0.3 --augment none)
+train 2 "$TMP/none-off.log" --run-name none-off --run-dir "$TMP/none-off" "${none[@]}" \
+  --cache-features off || { cat "$TMP/none-off.log"; fail "the uncached run without flips failed"; }
+train 2 "$TMP/none.log" --run-name none --run-dir "$TMP/none" "${none[@]}" ||
+  { cat "$TMP/none.log"; fail "the cached run without flips failed"; }
+expect_contains "$TMP/none.log" "feature cache after the epoch's rows were shared: 960 rows (0 on disk"
+last=$(grep "feature cache after" "$TMP/none.log" | tail -1)
+[[ "$last" == *", 0 misses (100.0% hits)"* ]] || fail "without flips the last epoch still missed: $last"
+diff=$(py "$HERE/model_files.py" max-diff "$TMP/none-off/model.pt" "$TMP/none/model.pt")
+echo "max |uncached - cached|, no flips = $diff"
+py -c "import sys; sys.exit(0 if float('$diff') <= 1e-5 else 1)" ||
+  fail "without flips the cached head phase differs from the uncached one by $diff (> 1e-5)"
 echo "PASS"

@@ -87,6 +87,8 @@ AugmentSpec parse_augment(const std::string& text) {
       if (seen_brightness) bad(text, "'brightness' given twice");
       seen_brightness = true;
       spec.brightness = parse_brightness(text, part.substr(kBrightnessLength));
+    } else if (part == "brightness") {
+      bad(text, "'brightness' needs a value: brightness=DELTA");
     } else {
       bad(text, "unknown part '" + part + "'");
     }

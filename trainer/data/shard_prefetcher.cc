@@ -21,6 +21,7 @@ ShardPrefetcher::ShardPrefetcher(coordinator::client::CoordinatorClient& client,
     throw std::invalid_argument("num_classes " + std::to_string(options_.num_classes) +
                                 " must be >= 1");
   }
+  check_input_layout(options_.input);
   reader_ = client.stream_shard(request_);
   thread_ = std::thread([this] { produce(); });
 }
@@ -43,7 +44,8 @@ ShardPrefetcher::~ShardPrefetcher() {
   thread_.join();
 }
 
-Batch ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expected_index) const {
+void ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expected_index,
+                             Batch& batch) {
   const std::string where =
       "split '" + request_.split() + "' epoch " + std::to_string(request_.epoch()) + " rank " +
       std::to_string(request_.rank()) + " batch " + std::to_string(message.batch_index());
@@ -61,13 +63,12 @@ Batch ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expect
                              std::to_string(message.labels().size()) + " labels, " +
                              std::to_string(message.sample_indices_size()) + " sample indices");
   }
-  Batch batch;
   batch.batch_index = message.batch_index();
   batch.num_batches = message.num_batches();
   batch.count = message.count();
   batch.dropped_samples = message.dropped_samples();
   batch.sample_indices.assign(message.sample_indices().begin(), message.sample_indices().end());
-  batch.labels.reserve(static_cast<std::size_t>(count));
+  batch.labels.clear();
   for (std::int64_t i = 0; i < count; ++i) {
     const auto label = static_cast<unsigned char>(message.labels()[static_cast<std::size_t>(i)]);
     if (label >= options_.num_classes) {
@@ -79,11 +80,18 @@ Batch ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expect
     }
     batch.labels.push_back(label);
   }
-  batch.images.resize(static_cast<std::size_t>(count * kImageBytes));
-  augment_to_float(reinterpret_cast<const std::uint8_t*>(message.images().data()), count,
-                   kImageChannels, kImageSide, kImageSide, batch.sample_indices.data(),
-                   options_.augment, request_.seed(), request_.epoch(), batch.images.data());
-  return batch;
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(message.images().data());
+  batch.pixels.assign(bytes, bytes + count * kImageBytes);
+  batch.layout = options_.input;
+  batch.images.resize(model_input_floats(count, kImageChannels, options_.input));
+  draws_.resize(static_cast<std::size_t>(count));
+  for (std::int64_t i = 0; i < count; ++i) {
+    draws_[static_cast<std::size_t>(i)] =
+        draw_augmentation(options_.augment, request_.seed(), request_.epoch(),
+                          batch.sample_indices[static_cast<std::size_t>(i)]);
+  }
+  make_model_input(bytes, count, kImageChannels, kImageSide, kImageSide, draws_.data(),
+                   options_.input, batch.images.data());
 }
 
 void ShardPrefetcher::produce() {
@@ -105,7 +113,15 @@ void ShardPrefetcher::produce() {
         if (!message || stopping_) break;
         ++batches_read_;
       }
-      Batch batch = decode(*message, expected++);
+      Batch batch;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!spare_.empty()) {
+          batch = std::move(spare_.back());
+          spare_.pop_back();
+        }
+      }
+      decode(*message, expected++, batch);
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) break;
       queue_.push_back(std::move(batch));
@@ -140,6 +156,13 @@ std::optional<Batch> ShardPrefetcher::next() {
   // Batches taken before a failure were good; the error shows once they are used.
   if (error_) std::rethrow_exception(error_);
   return std::nullopt;
+}
+
+void ShardPrefetcher::recycle(Batch&& batch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (spare_.size() < static_cast<std::size_t>(options_.queue_depth)) {
+    spare_.push_back(std::move(batch));
+  }
 }
 
 double ShardPrefetcher::wait_ms() const {

@@ -3,8 +3,9 @@
 // The thread reads ShardBatch messages (coordinator::client::ShardReader,
 // which re-opens a broken stream with backoff and resumes at the next batch,
 // so a coordinator restart costs a pause, not the epoch), checks each one,
-// decodes and augments it into floats, and puts it in a bounded queue of
-// `queue_depth` batches. The training loop takes batches with next() while
+// turns it into the model's input floats (model_input.h: augmentation,
+// scale, resize, normalisation and layout in one pass), and puts it in a
+// bounded queue of `queue_depth` batches. The training loop takes batches with next() while
 // the thread prepares the following ones, so data loading overlaps compute.
 //
 // Memory bound: the thread reads a message only when the queue has room, so
@@ -28,6 +29,7 @@
 
 #include "coordinator/client/coordinator_client.h"
 #include "trainer/data/augment.h"
+#include "trainer/data/model_input.h"
 
 namespace xfer::trainer::data {
 
@@ -39,7 +41,11 @@ struct Batch {
   std::int64_t batch_index = 0;  // in this rank's shard
   std::int64_t num_batches = 0;  // in this rank's shard
   int count = 0;
-  std::vector<float> images;  // count x 3 x 32 x 32 in [0, 1], augmented
+  // count x 3 x layout.size x layout.size, augmented, in the layout's order
+  // and scale (PrefetchOptions::input).
+  std::vector<float> images;
+  InputLayout layout;
+  std::vector<std::uint8_t> pixels;  // count x 3 x 32 x 32 as streamed: not augmented
   std::vector<std::int64_t> labels;
   std::vector<std::int64_t> sample_indices;  // positions in the split
   std::int64_t dropped_samples = 0;
@@ -52,6 +58,8 @@ struct PrefetchOptions {
   AugmentSpec augment;
   // Labels must be below this. REQUIRES: >= 1. Default: 100.
   int num_classes = 100;
+  // What Batch::images holds. Default: 32 px [0, 1] floats, NCHW.
+  InputLayout input{32, false, false, {0.0F, 0.0F, 0.0F}, {1.0F, 1.0F, 1.0F}};
 };
 
 class ShardPrefetcher {
@@ -73,6 +81,10 @@ class ShardPrefetcher {
   // for good, std::runtime_error (naming the batch and what was wrong) for a
   // malformed batch or a label out of range.
   std::optional<Batch> next();
+  // Gives a batch next() returned back once the consumer is done with it: a
+  // later batch is decoded into its buffers instead of fresh ones, so a
+  // steady epoch allocates no batch memory. Optional.
+  void recycle(Batch&& batch);
 
   // Milliseconds next() has spent waiting for the thread so far.
   double wait_ms() const;
@@ -89,7 +101,8 @@ class ShardPrefetcher {
 
  private:
   void produce();
-  Batch decode(const v1::ShardBatch& message, std::int64_t expected_index) const;
+  // Fills `batch` (reusing its buffers) from the message.
+  void decode(const v1::ShardBatch& message, std::int64_t expected_index, Batch& batch);
 
   // Constant after construction.
   const v1::StreamShardRequest request_;
@@ -98,14 +111,16 @@ class ShardPrefetcher {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<Batch> queue_;         // GUARDED_BY(mutex_)
-  bool finished_ = false;           // GUARDED_BY(mutex_): the thread ended
-  bool stopping_ = false;           // GUARDED_BY(mutex_): the destructor runs
-  std::exception_ptr error_;        // GUARDED_BY(mutex_)
-  std::size_t max_queue_size_ = 0;  // GUARDED_BY(mutex_)
-  std::int64_t batches_read_ = 0;   // GUARDED_BY(mutex_)
-  double wait_ms_ = 0.0;            // GUARDED_BY(mutex_)
-  int reopens_ = 0;                 // GUARDED_BY(mutex_): the reader's, as of its last read
+  std::deque<Batch> queue_;                // GUARDED_BY(mutex_)
+  std::vector<Batch> spare_;               // GUARDED_BY(mutex_): recycled, at most queue_depth
+  std::vector<SampleAugmentation> draws_;  // the thread's, reused per batch
+  bool finished_ = false;                  // GUARDED_BY(mutex_): the thread ended
+  bool stopping_ = false;                  // GUARDED_BY(mutex_): the destructor runs
+  std::exception_ptr error_;               // GUARDED_BY(mutex_)
+  std::size_t max_queue_size_ = 0;         // GUARDED_BY(mutex_)
+  std::int64_t batches_read_ = 0;          // GUARDED_BY(mutex_)
+  double wait_ms_ = 0.0;                   // GUARDED_BY(mutex_)
+  int reopens_ = 0;                        // GUARDED_BY(mutex_): the reader's, as of its last read
   std::thread thread_;
 };
 

@@ -1,7 +1,10 @@
 #include "trainer/dist/device.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <malloc.h>
 #include <sched.h>
+#include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
@@ -58,6 +61,26 @@ DeviceChoice choose_device(const World& world, const DeviceOptions& options) {
   return choice;
 }
 
-void apply_device(const DeviceChoice& choice) { at::set_num_threads(choice.cpu_threads); }
+void apply_device(const DeviceChoice& choice) {
+  at::set_num_threads(choice.cpu_threads);
+  // Debian's LibTorch does its GEMMs (linear layers, some convolution
+  // passes) in OpenBLAS, which starts a thread per core and lets idle ones
+  // spin in sched_yield between calls: with one rank per core, that spinning
+  // takes time from the neighbouring rank. at::set_num_threads does not
+  // reach OpenBLAS, so tell it directly when it is the BLAS loaded.
+  using SetThreads = void (*)(int);
+  if (auto* set_blas_threads =
+          reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas_threads(choice.cpu_threads);
+  }
+  // Every step frees and re-allocates the same activation buffers (hundreds
+  // of KiB to tens of MiB). glibc serves the large ones with mmap and gives
+  // freed memory back to the kernel, so each step pays page faults and
+  // zeroing for memory it just released. Keep it in the heap instead: the
+  // process's footprint stays at its peak step, which it needs anyway.
+  if (mallopt(M_MMAP_THRESHOLD, 256 << 20) != 1 || mallopt(M_TRIM_THRESHOLD, 1 << 30) != 1) {
+    spdlog::debug("mallopt refused the allocator settings; keeping glibc's defaults");
+  }
+}
 
 }  // namespace xfer::trainer::dist

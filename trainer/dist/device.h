@@ -38,8 +38,9 @@ struct DeviceChoice {
 // when "cuda" is asked for but this host has fewer CUDA devices than ranks.
 DeviceChoice choose_device(const World& world, const DeviceOptions& options);
 
-// Sets LibTorch's intra-op thread count (and, for CUDA, nothing else: the
-// caller moves its model to `cuda:index`).
+// Sets LibTorch's intra-op thread count (and OpenBLAS's, when loaded), and
+// keeps freed memory in the process's heap for the next step (mallopt). For
+// CUDA, nothing else: the caller moves its model to `cuda:index`.
 void apply_device(const DeviceChoice& choice);
 
 // CPUs this process may run on (sched_getaffinity), and on the host.

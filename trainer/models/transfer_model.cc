@@ -158,12 +158,18 @@ torch::Tensor TransferModelImpl::forward(const torch::Tensor& images) {
 }
 
 torch::Tensor TransferModelImpl::pooled_features(const torch::Tensor& images) {
-  // No grad, not InferenceMode: the head saves these for its backward, and
-  // autograd refuses inference tensors there.
-  torch::NoGradGuard no_grad;
-  auto x = base_forward(images);
-  if (x.dim() == 4) x = torch::adaptive_avg_pool2d(x, {1, 1});
-  return x.flatten(1);
+  torch::Tensor pooled;
+  {
+    // The frozen base under InferenceMode: no autograd record, and no
+    // version counters or view bookkeeping either (cheaper than NoGradGuard).
+    c10::InferenceMode inference;
+    auto x = base_forward(images);
+    if (x.dim() == 4) x = torch::adaptive_avg_pool2d(x, {1, 1});
+    pooled = x.flatten(1);
+  }
+  // The head saves its input for backward, and autograd refuses inference
+  // tensors there: a normal copy of the N x C features, tiny beside the base.
+  return pooled.clone();
 }
 
 torch::Tensor TransferModelImpl::head_forward(const torch::Tensor& features) {
@@ -172,8 +178,16 @@ torch::Tensor TransferModelImpl::head_forward(const torch::Tensor& features) {
 
 void TransferModelImpl::set_memory_format(torch::MemoryFormat format) {
   torch::NoGradGuard no_grad;
+  // Not t.contiguous(format): a tensor with size-1 dimensions (a 1x1 conv's
+  // [O, I, 1, 1] weight, a depthwise conv's [C, 1, k, k]) counts as
+  // contiguous in both formats, so that returns it unchanged, with strides
+  // from which convolution infers NCHW; it then reorders every activation
+  // to NCHW and back (3x slower convolutions at 32 px here). Fresh strides of
+  // the format, as PyTorch's Module.to(memory_format=...) gives.
   const auto convert = [format](torch::Tensor t) {
-    if (t.dim() == 4 && !t.is_contiguous(format)) t.set_data(t.contiguous(format));
+    if (t.dim() == 4 && t.suggest_memory_format() != format) {
+      t.set_data(torch::empty_like(t, t.options(), format).copy_(t));
+    }
   };
   for (auto& p : parameters()) convert(p);
   for (auto& b : buffers()) convert(b);

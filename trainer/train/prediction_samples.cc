@@ -93,13 +93,10 @@ void PredictionSampler::offer(const data::Batch& batch, const torch::Tensor& log
     s.set_channels(kChannels);
     s.set_height(kSide);
     s.set_width(kSide);
-    std::string image(kImageBytes, '\0');
-    const float* pixels = batch.images.data() + static_cast<std::size_t>(i) * kImageBytes;
-    for (std::size_t j = 0; j < kImageBytes; ++j) {
-      image[j] = static_cast<char>(
-          static_cast<std::uint8_t>(std::lround(std::clamp(pixels[j], 0.0f, 1.0f) * 255.0f)));
-    }
-    s.set_image(std::move(image));
+    // The bytes as streamed (evaluation does not augment).
+    s.set_image(reinterpret_cast<const char*>(batch.pixels.data()) +
+                    static_cast<std::size_t>(i) * kImageBytes,
+                kImageBytes);
     for (std::int64_t j = 0; j < k; ++j) {
       s.add_top_classes(static_cast<std::int32_t>(c[i][j]));
       s.add_top_probabilities(p[i][j]);

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -41,6 +42,14 @@ std::string head(const std::string& phase, int epoch, int epochs) {
   return fmt::format("{} {}/{}", phase, epoch, epochs);
 }
 
+// " - data wait 3%" (under 10%: one decimal, "0.4%"); "" when not known.
+std::string data_wait(double fraction) {
+  if (!(fraction >= 0.0)) return "";
+  const double percent = std::min(100.0, fraction * 100.0);
+  return percent < 10.0 ? fmt::format(" - data wait {:.1f}%", percent)
+                        : fmt::format(" - data wait {:.0f}%", percent);
+}
+
 }  // namespace
 
 std::string format_duration(double seconds) {
@@ -58,10 +67,10 @@ std::string format_progress(const ProgressLine& line) {
                                          static_cast<double>(line.steps - line.step)
                                    : -1.0;
   const int width = static_cast<int>(std::to_string(line.steps).size());
-  return fmt::format("{} {:>{}}/{} [{}] - ETA: {}{} - {:.0f} img/s",
+  return fmt::format("{} {:>{}}/{} [{}] - ETA: {}{} - {:.0f} img/s{}",
                      head(line.phase, line.epoch, line.epochs), line.step, width, line.steps,
                      bar(line.step, line.steps), format_duration(eta), metrics(line.train, ""),
-                     line.images_per_second);
+                     line.images_per_second, data_wait(line.data_wait));
 }
 
 ProgressMode resolve_progress_mode(const std::string& flag, bool log_is_terminal) {
@@ -123,10 +132,11 @@ ProgressPrinter stderr_progress_printer(const std::string& flag) {
 }
 
 std::string format_epoch_summary(const EpochSummaryLine& line) {
-  std::string out = fmt::format("{} {}/{} - {:.0f}s {:.0f} img/s{}{} - lr: {:.2e}",
-                                head(line.phase, line.epoch, line.epochs), line.steps, line.steps,
-                                line.seconds, line.images_per_second, metrics(line.train, ""),
-                                metrics(line.val, "val_"), line.learning_rate);
+  std::string out =
+      fmt::format("{} {}/{} - {:.0f}s {:.0f} img/s{}{} - lr: {:.2e}{}",
+                  head(line.phase, line.epoch, line.epochs), line.steps, line.steps, line.seconds,
+                  line.images_per_second, metrics(line.train, ""), metrics(line.val, "val_"),
+                  line.learning_rate, data_wait(line.data_wait));
   if (!line.checkpoint_id.empty()) {
     out += " - checkpoint " + line.checkpoint_id;
     if (line.best) out += " (best)";

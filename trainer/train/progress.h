@@ -4,8 +4,9 @@
 // ProgressPrinter puts the progress line on a terminal or in the log.
 //
 //   head 1/3  40/120 [=========>....................] - ETA: 0:21 - loss: 2.1345 - acc: 0.3123 -
-//   top3: 0.5012 - 1234 img/s head 1/3 120/120 - 47s 1234 img/s - loss: 2.1345 - acc: 0.3123 -
-//   top3: 0.5012 - val_loss: 1.9021 - val_acc: 0.4010 - val_top3: 0.6120 - lr: 1.00e-03 -
+//   top3: 0.5012 - 1234 img/s - data wait 1%
+//   head 1/3 120/120 - 47s 1234 img/s - loss: 2.1345 - acc: 0.3123 - top3: 0.5012 -
+//   val_loss: 1.9021 - val_acc: 0.4010 - val_top3: 0.6120 - lr: 1.00e-03 - data wait 1% -
 //   checkpoint ckpt-00000003 (best)
 #pragma once
 
@@ -43,6 +44,9 @@ struct ProgressLine {
   MetricTotals train;              // this epoch so far (this rank's)
   double images_per_second = 0.0;  // all ranks
   double elapsed_s = 0.0;          // since the epoch started
+  // Share of elapsed_s this rank waited for its next batch (the prefetcher
+  // had none ready), 0..1; negative: not known, left out of the line.
+  double data_wait = -1.0;
 };
 
 struct EpochSummaryLine {
@@ -57,6 +61,9 @@ struct EpochSummaryLine {
   double learning_rate = 0.0;      // of the epoch's last step
   std::string checkpoint_id;       // "" when none was stored
   bool best = false;               // the checkpoint is the phase's best so far
+  // Mean over ranks of the share of the epoch spent waiting for data, 0..1;
+  // negative: not known, left out of the line.
+  double data_wait = -1.0;
 };
 
 // "0:21", "12:05", "1:02:03"; negative or non-finite -> "?".

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -39,6 +40,10 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
   cmd.add_option("--coordinator-retry", o.coordinator_retry_s,
                  "seconds an unreachable coordinator is retried before the job fails")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--heartbeat-every", o.heartbeat_every_s,
+                 "seconds between each rank's heartbeats to the coordinator (0: none); keep it "
+                 "well below the coordinator's --rank-timeout")
       ->capture_default_str();
   cmd.add_option("--run-name", o.run_name, "name of the run at the coordinator")->required();
   cmd.add_option("--dataset", o.dataset, "dataset name the coordinator serves")
@@ -136,6 +141,14 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
 void finalize(TrainOptions& o) {
   if (o.run_name.empty()) bad("run-name", "''", "a non-empty name");
   if (o.dataset.empty()) bad("dataset", "''", "the name of a dataset the coordinator serves");
+  if (!std::isfinite(o.heartbeat_every_s) ||
+      (o.heartbeat_every_s != 0.0 && (o.heartbeat_every_s < 0.1 || o.heartbeat_every_s > 30.0))) {
+    std::ostringstream value;
+    value << o.heartbeat_every_s;
+    bad("heartbeat-every", value.str(),
+        "0 (no heartbeats) or 0.1..30 seconds, well below the coordinator's --rank-timeout "
+        "(default 60)");
+  }
   if (o.arch == "torchscript" && o.base.empty()) {
     bad("arch", o.arch, "--base FILE too (the TorchScript base from tools/export_weights.py)");
   }
@@ -164,6 +177,7 @@ std::string to_json(const TrainOptions& o) {
   nlohmann::json j;
   j["coordinator"] = o.coordinator;
   j["run-name"] = o.run_name;
+  j["heartbeat-every"] = o.heartbeat_every_s;
   j["dataset"] = o.dataset;
   j["arch"] = o.arch;
   j["weights"] = o.weights;

@@ -37,6 +37,12 @@ struct TrainOptions {
   // goes away, before the job ends with an error. Default: 120 s.
   // REQUIRES: > 0.
   double coordinator_retry_s = 120.0;
+  // Each rank tells the coordinator it is alive this often, from a thread of
+  // its own (heartbeat.h); the coordinator fails a run one of whose ranks is
+  // silent for its --rank-timeout (default 60 s), so keep this well below
+  // that. 0: no heartbeats (then run the coordinator with --rank-timeout 0,
+  // or it fails the run). Default: 5. REQUIRES: 0, or 0.1..30.
+  double heartbeat_every_s = 5.0;
   // The run's name at the coordinator. REQUIRES: non-empty.
   std::string run_name;
   // Dataset name served by the coordinator (--dataset NAME=DIR there).

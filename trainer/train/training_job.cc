@@ -39,6 +39,7 @@
 #include "trainer/train/checkpoint_codec.h"
 #include "trainer/train/collective.h"
 #include "trainer/train/feature_cache.h"
+#include "trainer/train/heartbeat.h"
 #include "trainer/train/prediction_samples.h"
 #include "trainer/train/preemption.h"
 #include "trainer/train/progress.h"
@@ -157,7 +158,8 @@ constexpr char kAlreadyCompleted[] = "(already completed)";
 struct EpochResult {
   MetricTotals totals;  // this rank's train counts of the whole epoch
   double seconds = 0.0;
-  bool preempted = false;  // stopped early: the job stores a checkpoint and ends
+  bool preempted = false;    // stopped early: the job stores a checkpoint and ends
+  double data_wait_s = 0.0;  // of `seconds`, waiting for the prefetcher (this attempt's part)
 };
 
 // The prefetcher's next batch, its error prefixed with what was being read.
@@ -167,6 +169,67 @@ std::optional<data::Batch> next_batch(data::ShardPrefetcher& prefetcher, const s
   } catch (const std::exception& e) {
     throw std::runtime_error(what + ": " + e.what());
   }
+}
+
+// A checkpoint fetched from the coordinator (TrainingJob::fetch_checkpoint).
+struct FetchedCheckpoint {
+  std::string id;  // empty: none could be used (restoring the best head only)
+  std::vector<char> bytes;
+  // Rank 0 decoded it while choosing it; the other ranks decode `bytes`.
+  std::optional<DecodedCheckpoint> decoded;
+};
+
+// Why a stored checkpoint cannot be used. Both read after "checkpoint ID is":
+// `brief` in the line that says what was chosen instead ("corrupt
+// (DATA_LOSS at the coordinator)"), `detail` with the coordinator's or the
+// decoder's own words.
+struct Unusable {
+  std::string brief;
+  std::string detail;
+  bool none() const { return brief.empty(); }
+};
+
+// This rank's decoded checkpoint: rank 0's own, or decoded from the bytes.
+DecodedCheckpoint take_decoded(FetchedCheckpoint& fetched) {
+  if (fetched.decoded) {
+    DecodedCheckpoint decoded = std::move(*fetched.decoded);
+    fetched.decoded.reset();
+    return decoded;
+  }
+  return decode_checkpoint(fetched.bytes, "checkpoint " + fetched.id);
+}
+
+// True when `a` was committed before `b`. Ids are "ckpt-" and a zero-padded
+// sequence that only grows, so they break a tie of commit times.
+bool committed_before(const v1::CheckpointInfo& a, const v1::CheckpointInfo& b) {
+  if (a.created_unix_ms() != b.created_unix_ms()) return a.created_unix_ms() < b.created_unix_ms();
+  return a.id() < b.id();
+}
+
+// The order in which the run's other checkpoints are tried when `which`
+// ("latest" or "best") is unusable: the store's own orders
+// (docs/checkpoints.md). latest: the highest (epoch, step) first, a tie to
+// the newer commit; `epoch` counts over all phases and a mid-epoch checkpoint
+// carries its finished epochs and a later step, so this is training order.
+// best: by the metric in its direction, NaN last, a tie to the earlier commit.
+void order_for_fallback(std::vector<v1::CheckpointInfo>& list, const std::string& which) {
+  if (which == "latest") {
+    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
+      if (a.meta().epoch() != b.meta().epoch()) return a.meta().epoch() > b.meta().epoch();
+      if (a.meta().step() != b.meta().step()) return a.meta().step() > b.meta().step();
+      return committed_before(b, a);
+    });
+    return;
+  }
+  std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
+    const double x = a.meta().metric_value();
+    const double y = b.meta().metric_value();
+    if (std::isnan(x) != std::isnan(y)) return std::isnan(y);
+    if (!std::isnan(x) && x != y) {
+      return a.meta().direction() == v1::METRIC_DIRECTION_MAXIMIZE ? x > y : x < y;
+    }
+    return committed_before(a, b);
+  });
 }
 
 class TrainingJob {
@@ -185,8 +248,33 @@ class TrainingJob {
   void connect();
   void start_run();
   void build_model();
-  std::pair<std::string, std::vector<char>> fetch_checkpoint(const std::string& which,
-                                                             const std::string& phase);
+  // ---- checkpoints at the coordinator
+  // What a checkpoint is fetched for. Resuming needs its training state, and
+  // without a usable checkpoint there is nothing to resume; restoring the
+  // best head checkpoint can go on with the weights in hand.
+  enum class CheckpointUse { kResume, kRestoreHead };
+  // Checkpoint `which` ("latest", "best" or an id) of the run, among those of
+  // `phase` (empty: all), SHA-256 verified, on every rank. "latest" and
+  // "best" fall back to the run's other checkpoints, newest (best) first,
+  // while the one chosen is corrupt or unusable; an id never does. An empty
+  // id: none usable (kRestoreHead only; rank 0 logged why). Collective.
+  FetchedCheckpoint fetch_checkpoint(const std::string& which, const std::string& phase,
+                                     CheckpointUse use);
+  // Rank 0's part of fetch_checkpoint.
+  FetchedCheckpoint pick_checkpoint(const std::string& which, const std::string& phase,
+                                    CheckpointUse use);
+  // Rank 0: downloads `info` and decodes it into `out`, or says why it cannot
+  // be used. Failures that say nothing about the checkpoint (the coordinator
+  // away, an unknown id, a local file) are thrown.
+  Unusable try_checkpoint(const v1::CheckpointInfo& info, CheckpointUse use,
+                          FetchedCheckpoint& out);
+  // Rank 0: stores a checkpoint at the coordinator and returns its id, or ""
+  // after one warning when the coordinator could not store it (full disk, an
+  // I/O error, the coordinator away past the client's retries): that costs
+  // this checkpoint only. `what` names it, `consequence` ends the warning.
+  // A refused request (it would be refused every time) is thrown.
+  std::string store_checkpoint(const v1::CheckpointMeta& meta, const std::vector<char>& bytes,
+                               const std::string& what, const std::string& consequence);
   // ---- phases and epochs
   // False when the job was preempted during the phase.
   bool run_phase(std::size_t index, int first_epoch, bool resume_optimizer);
@@ -214,13 +302,16 @@ class TrainingJob {
               std::int64_t step, std::int64_t steps_in_epoch);
   // False when the job is to stop here (preempted after the checkpoint).
   bool end_of_epoch(const PhasePlan& plan, int epoch, const MetricTotals& train_local,
-                    double seconds);
+                    double seconds, double data_wait_s);
   void restore_best_head();
   // The test split with the current weights, summed over ranks; its metrics
   // are reported under the phase and epoch just finished.
   evaluation::ClassificationCounts evaluate_test(PredictionSampler* samples = nullptr);
   void finish();
 
+  // What the prefetchers make of the streamed bytes (model_input.h): the
+  // finished input on CPU, 32 px [0, 1] floats for CUDA.
+  data::InputLayout input_layout() const;
   torch::Tensor to_input(const data::Batch& batch) const;
   // [N, 3, 32, 32] floats in [0, 1] -> the model's input.
   torch::Tensor to_input(const torch::Tensor& images) const;
@@ -258,6 +349,10 @@ class TrainingJob {
   torch::Device device_{torch::kCPU};
   std::unique_ptr<dist::Communicators> comms_;
   std::unique_ptr<client::CoordinatorClient> client_;
+  // The run's attempt StartRun returned (every rank), and this rank's
+  // heartbeats (heartbeat.h; after client_: stopped before it goes).
+  int attempt_ = 0;
+  std::unique_ptr<HeartbeatSender> heartbeat_;
   data::AugmentSpec augment_;
   models::ModelMetadata metadata_;
   models::TransferModel model_{nullptr};
@@ -354,12 +449,26 @@ void TrainingJob::start_run() {
       throw std::runtime_error("--dataset " + options_.dataset + ": run '" + options_.run_name +
                                "' was started on dataset '" + existing->dataset() + "'");
     }
+    // Read-only checks first: a split the dataset cannot give fails the job
+    // before anything is started or changed at the coordinator.
+    for (const auto& [flag, spec] :
+         {std::pair<std::string, std::string>{"--train-split", options_.train_split},
+          {"--val-split", options_.val_split},
+          {"--test-split", options_.test_split}}) {
+      try {
+        client_->resolve_split(options_.dataset, spec);
+      } catch (const client::RpcError& e) {
+        if (e.code() != grpc::StatusCode::INVALID_ARGUMENT) throw;
+        throw std::runtime_error(flag + " '" + spec + "': " + e.server_message());
+      }
+    }
     v1::StartRunRequest request;
     request.set_name(options_.run_name);
     request.set_dataset(options_.dataset);
     request.set_world_size(world_.size());
     request.set_config_json(to_json(options_));
     const v1::Run run = client_->start_run(request);
+    attempt_ = run.attempt();
     const v1::DatasetInfo info = client_->get_dataset_info(options_.dataset);
     for (int i = 0; i < options_.num_classes; ++i) {
       labels.push_back(i < info.fine_label_names_size() ? info.fine_label_names(i)
@@ -370,6 +479,7 @@ void TrainingJob::start_run() {
     fs::create_directories(options_.run_dir);
   });
   resume_ = broadcast_string(comms_->host(), resume_, "--resume");
+  attempt_ = std::stoi(broadcast_string(comms_->host(), std::to_string(attempt_), "run attempt"));
   if (resume_ == kAlreadyCompleted) return;
   progress_.run_started = true;  // on every rank: rank 0's start succeeded
   metadata_.arch = options_.arch;
@@ -379,37 +489,167 @@ void TrainingJob::start_run() {
   metadata_.base_file = options_.base;
 }
 
-std::pair<std::string, std::vector<char>> TrainingJob::fetch_checkpoint(const std::string& which,
-                                                                        const std::string& phase) {
-  std::string id;
-  std::vector<char> bytes;
-  on_rank0(comms_->host(), "fetching checkpoint '" + which + "'", [&] {
-    v1::CheckpointInfo info;
+FetchedCheckpoint TrainingJob::fetch_checkpoint(const std::string& which, const std::string& phase,
+                                                CheckpointUse use) {
+  FetchedCheckpoint fetched;
+  on_rank0(comms_->host(), "fetching checkpoint '" + which + "'",
+           [&] { fetched = pick_checkpoint(which, phase, use); });
+  fetched.id = broadcast_string(comms_->host(), fetched.id, "checkpoint id");
+  if (fetched.id.empty()) return fetched;  // every rank: none usable
+  fetched.bytes = broadcast_bytes(comms_->host(), fetched.bytes, "checkpoint " + fetched.id);
+  return fetched;
+}
+
+FetchedCheckpoint TrainingJob::pick_checkpoint(const std::string& which, const std::string& phase,
+                                               CheckpointUse use) {
+  const bool resume = use == CheckpointUse::kResume;
+  const std::string& run = options_.run_name;
+  const std::string of_phase = phase.empty() ? "" : " of phase '" + phase + "'";
+  const std::string keep_weights =
+      "fine-tuning starts from the weights the head phase ended with instead";
+  FetchedCheckpoint out;
+  v1::CheckpointInfo first;
+  try {
     if (which == "latest") {
-      info = client_->latest_checkpoint(options_.run_name, phase);
+      first = client_->latest_checkpoint(run, phase);
     } else if (which == "best") {
-      info = client_->best_checkpoint(options_.run_name, phase);
+      first = client_->best_checkpoint(run, phase);
     } else {
-      info.set_id(which);
+      first.set_id(which);
     }
-    const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
-    fs::create_directories(dir);
-    const fs::path file = dir / (info.id() + ".pt");
-    const auto result = client_->get_checkpoint(info.id(), file, info.sha256());
-    if (result.meta && result.meta->run() != options_.run_name) {
-      throw std::runtime_error("checkpoint " + info.id() + " belongs to run '" +
-                               result.meta->run() + "', not '" + options_.run_name + "'");
+  } catch (const client::RpcError& e) {
+    // No head checkpoint at all: every one failed to store (full disk), or
+    // they were deleted. The run goes on; there is nothing to restore.
+    if (resume || e.code() != grpc::StatusCode::NOT_FOUND) throw;
+    spdlog::warn("restoring the best {} checkpoint: run {} has none ({}); {}", phase, run,
+                 e.server_message(), keep_weights);
+    return out;
+  }
+  const Unusable first_problem = try_checkpoint(first, use, out);
+  if (first_problem.none()) return out;
+  if (which != "latest" && which != "best") {
+    throw std::runtime_error(
+        "--resume " + which + ": checkpoint " + which + " is " + first_problem.detail +
+        "; a checkpoint named by its id is never replaced by another: continue from the newest "
+        "valid one with --resume latest, or name another (coordctl checkpoints list " +
+        run + ")");
+  }
+  const std::string order = which == "latest" ? "newest" : "best";
+  spdlog::warn("checkpoint {} is {}; trying the other checkpoints of run {}{}, {} first",
+               first.id(), first_problem.detail, run, of_phase, order);
+  const v1::ListCheckpointsResponse listed = client_->list_checkpoints(run);
+  std::vector<v1::CheckpointInfo> candidates;
+  for (const auto& info : listed.checkpoints()) {
+    if (info.id() != first.id() && (phase.empty() || info.meta().phase() == phase)) {
+      candidates.push_back(info);
     }
+  }
+  order_for_fallback(candidates, which);
+  std::string tried = first.id() + " (" + first_problem.brief + ")";
+  for (const auto& candidate : candidates) {
+    Unusable problem;
+    try {
+      problem = try_checkpoint(candidate, use, out);
+    } catch (const client::RpcError& e) {
+      // Listed a moment ago, deleted since (by hand or by retention).
+      if (e.code() != grpc::StatusCode::NOT_FOUND) throw;
+      problem = {"gone", "gone (" + e.server_message() + ")"};
+    }
+    if (problem.none()) {
+      if (resume) {
+        spdlog::warn("checkpoint {} is {}; resuming from {}, the {} valid one", first.id(),
+                     first_problem.brief, out.id, order);
+      } else {
+        spdlog::warn("the best {} checkpoint {} is {}; restoring {} instead, the best valid one",
+                     phase, first.id(), first_problem.brief, out.id);
+      }
+      return out;
+    }
+    spdlog::warn("checkpoint {} is {} too", candidate.id(), problem.detail);
+    tried += ", " + candidate.id() + " (" + problem.brief + ")";
+  }
+  const std::string none = "no checkpoint of run " + run + of_phase + " is usable; tried " + tried;
+  if (resume) {
+    throw std::runtime_error("--resume " + which + ": " + none +
+                             " (the coordinator's errors: coordctl status); nothing to resume "
+                             "from: start the run afresh under another --run-name");
+  }
+  spdlog::warn("restoring the best {} checkpoint: {}; {}", phase, none, keep_weights);
+  return out;
+}
+
+Unusable TrainingJob::try_checkpoint(const v1::CheckpointInfo& info, CheckpointUse use,
+                                     FetchedCheckpoint& out) {
+  const fs::path dir = fs::path(options_.run_dir) / "checkpoints";
+  fs::create_directories(dir);
+  const fs::path file = dir / (info.id() + ".pt");
+  client::DownloadResult result;
+  try {
+    // Verified twice: the coordinator hashes the blob before it sends a
+    // byte (DATA_LOSS), the client hashes what arrived (ChecksumError).
+    result = client_->get_checkpoint(info.id(), file, info.sha256());
+  } catch (const client::ChecksumError& e) {
+    return {"corrupt (SHA-256 mismatch)", std::string("corrupt (") + e.what() + ")"};
+  } catch (const client::RpcError& e) {
+    if (e.code() != grpc::StatusCode::DATA_LOSS) throw;
+    return {"corrupt (DATA_LOSS at the coordinator)",
+            "corrupt (DATA_LOSS: " + e.server_message() + ")"};
+  }
+  if (result.meta && result.meta->run() != options_.run_name) {
+    throw std::runtime_error("checkpoint " + info.id() + " belongs to run '" + result.meta->run() +
+                             "', not '" + options_.run_name + "'");
+  }
+  std::vector<char> bytes;
+  {
     std::ifstream in(file, std::ios::binary);
     bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     if (!in.good() && !in.eof()) throw std::runtime_error("cannot read " + file.string());
-    id = info.id();
-    spdlog::info("checkpoint {} ({} bytes, SHA-256 verified) from the coordinator", id,
-                 bytes.size());
-  });
-  id = broadcast_string(comms_->host(), id, "checkpoint id");
-  bytes = broadcast_bytes(comms_->host(), bytes, "checkpoint " + id);
-  return {id, std::move(bytes)};
+  }
+  const auto unusable = [&](std::string brief, std::string detail) {
+    std::error_code ignored;
+    fs::remove(file, ignored);  // the copy would only be mistaken for a good one
+    return Unusable{std::move(brief), std::move(detail)};
+  };
+  DecodedCheckpoint decoded;
+  try {
+    decoded = decode_checkpoint(bytes, "checkpoint " + info.id());
+  } catch (const std::exception& e) {
+    // The bytes are the ones stored (their SHA-256 matched): whoever stored
+    // them stored something else than a checkpoint.
+    return unusable("not a checkpoint file", std::string("not a checkpoint file: ") + e.what());
+  }
+  if (use == CheckpointUse::kResume && !decoded.has_training_state) {
+    return unusable("not resumable (no training state)",
+                    "not resumable: it holds no training state (a model file, not a "
+                    "checkpoint of training)");
+  }
+  spdlog::info("checkpoint {} ({} bytes, SHA-256 verified) from the coordinator", info.id(),
+               bytes.size());
+  out.id = info.id();
+  out.bytes = std::move(bytes);
+  out.decoded = std::move(decoded);
+  return {};
+}
+
+std::string TrainingJob::store_checkpoint(const v1::CheckpointMeta& meta,
+                                          const std::vector<char>& bytes, const std::string& what,
+                                          const std::string& consequence) {
+  try {
+    return client_->put_checkpoint_bytes(meta, std::string_view(bytes.data(), bytes.size())).id();
+  } catch (const client::RpcError& e) {
+    // RESOURCE_EXHAUSTED: the coordinator's disk is full (final at once).
+    // UNAVAILABLE, DEADLINE_EXCEEDED: another I/O error, or the coordinator
+    // away, after the client's retries. The store left the previous
+    // checkpoints intact and nothing half-written. Anything else is a
+    // refused request that the next checkpoint would repeat.
+    if (e.code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
+        e.code() != grpc::StatusCode::UNAVAILABLE &&
+        e.code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      throw;
+    }
+    spdlog::warn("the checkpoint of {} was not stored: {}; {}", what, e.what(), consequence);
+    return {};
+  }
 }
 
 void TrainingJob::build_model() {
@@ -424,9 +664,11 @@ void TrainingJob::build_model() {
   model_ = models::TransferModel(mo);
 
   if (!resume_.empty()) {
-    auto [id, bytes] = fetch_checkpoint(resume_, "");
+    FetchedCheckpoint fetched = fetch_checkpoint(resume_, "", CheckpointUse::kResume);
+    const std::string id = fetched.id;
     const std::string source = "checkpoint " + id;
-    DecodedCheckpoint decoded = decode_checkpoint(bytes, source);
+    DecodedCheckpoint decoded = take_decoded(fetched);
+    fetched.bytes = {};
     if (!decoded.has_training_state) {
       throw SharedError(source + " holds no training state: it cannot be resumed");
     }
@@ -516,11 +758,42 @@ v1::StreamShardRequest TrainingJob::shard_request(const std::string& split, int 
   return r;
 }
 
+data::InputLayout TrainingJob::input_layout() const {
+  data::InputLayout layout;
+  if (device_.is_cuda()) {
+    // The small 32 px [0, 1] batch crosses PCIe; the GPU resizes and
+    // normalises (to_input).
+    layout.size = data::kImageSide;
+    layout.channels_last = false;
+    layout.normalize = false;
+    return layout;
+  }
+  layout.size = static_cast<int>(options_.image_size);
+  layout.channels_last = memory_format() == torch::MemoryFormat::ChannelsLast;
+  layout.normalize = true;
+  layout.mean = models::kImageNetMean;
+  layout.std = models::kImageNetStd;
+  return layout;
+}
+
 torch::Tensor TrainingJob::to_input(const data::Batch& batch) const {
-  // from_blob borrows the batch's memory; preprocess_imagenet returns a new
-  // tensor (normalising always writes a fresh one), so nothing outlives it.
-  return to_input(torch::from_blob(const_cast<float*>(batch.images.data()),
-                                   {batch.count, 3, 32, 32}, torch::kFloat32));
+  const auto n = static_cast<std::int64_t>(batch.count);
+  if (device_.is_cuda()) {
+    // [0, 1] floats, NCHW, 32 px (input_layout()); the copy to pinned
+    // memory in to_input(Tensor) leaves the batch free.
+    return to_input(torch::from_blob(const_cast<float*>(batch.images.data()),
+                                     {n, 3, data::kImageSide, data::kImageSide}, torch::kFloat32));
+  }
+  // The prefetcher made the model's input already (resized, normalised, in
+  // the memory format): no pass over it here. The tensor borrows the batch's
+  // memory: the batch outlives the step that uses it (the training loop
+  // recycles it after the optimizer step).
+  const std::int64_t side = batch.layout.size;
+  const std::vector<std::int64_t> sizes{n, 3, side, side};
+  const std::vector<std::int64_t> strides =
+      batch.layout.channels_last ? std::vector<std::int64_t>{3 * side * side, 1, 3 * side, 3}
+                                 : std::vector<std::int64_t>{3 * side * side, side * side, side, 1};
+  return torch::from_blob(const_cast<float*>(batch.images.data()), sizes, strides, torch::kFloat32);
 }
 
 torch::Tensor TrainingJob::to_input(const torch::Tensor& images) const {
@@ -602,22 +875,25 @@ torch::Tensor TrainingJob::train_features(const data::Batch& batch, int global_e
         .clone()
         .to(device_);
   }
-  // The base on the image as delivered, and on its mirror image: the other
-  // flip of the same sample, so later epochs find either.
-  const torch::Tensor images = torch::from_blob(const_cast<float*>(batch.images.data()),
-                                                {batch.count, 3, 32, 32}, torch::kFloat32);
-  const torch::Tensor given = model_->pooled_features(to_input(images));
-  const torch::Tensor mirror = model_->pooled_features(to_input(images.flip({3})));
-  const torch::Tensor given_cpu = given.to(torch::kCPU, torch::kFloat32).contiguous();
-  const torch::Tensor mirror_cpu = mirror.to(torch::kCPU, torch::kFloat32).contiguous();
+  // The base on the image as delivered and, when flips are drawn, on its
+  // mirror image too (the other flip of the same sample, so later epochs find
+  // either), both views in one batch of 2N. Without flips no epoch ever asks
+  // for the mirror: one view is all there is to compute.
+  const torch::Tensor input = to_input(batch);
+  const bool both_views = head_augment_.flip;
+  const torch::Tensor features = model_->pooled_features(
+      both_views ? torch::cat({input, input.flip({3})}).contiguous(memory_format()) : input);
+  const torch::Tensor given = both_views ? features.slice(0, 0, batch.count) : features;
+  const torch::Tensor features_cpu = features.to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* rows = features_cpu.data_ptr<float>();
+  const auto put = [&](std::int64_t key, std::size_t row) {
+    if (cache_->contains(key)) return;
+    cache_->put(key, rows + row * static_cast<std::size_t>(width));
+    cache_new_keys_.push_back(key);
+  };
   for (std::size_t i = 0; i < count; ++i) {
-    const auto offset = static_cast<std::int64_t>(i) * width;
-    for (const auto& [key, rows] :
-         {std::pair{cache_keys_[i], &given_cpu}, std::pair{cache_keys_[i] ^ 1, &mirror_cpu}}) {
-      if (cache_->contains(key)) continue;
-      cache_->put(key, rows->data_ptr<float>() + offset);
-      cache_new_keys_.push_back(key);
-    }
+    put(cache_keys_[i], i);
+    if (both_views) put(cache_keys_[i] ^ 1, count + i);
   }
   return given;
 }
@@ -753,6 +1029,7 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
   po.queue_depth = options_.prefetch;
   po.augment = cache_head_ && plan.phase == models::Phase::kHead ? head_augment_ : augment_;
   po.num_classes = options_.num_classes;
+  po.input = input_layout();
   v1::StreamShardRequest request = shard_request(options_.train_split, global_epoch, true);
   request.set_start_batch(start_batch);
   data::ShardPrefetcher prefetcher(*client_, request, po);
@@ -852,6 +1129,8 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
       line.steps = batch->num_batches;
       line.train = epoch_totals;
       line.elapsed_s = seconds_before + seconds_since(start);
+      const double this_attempt_s = seconds_since(start);
+      line.data_wait = this_attempt_s > 0 ? prefetcher.wait_ms() / 1000.0 / this_attempt_s : -1.0;
       line.images_per_second = line.elapsed_s > 0 ? static_cast<double>(epoch_totals.samples) *
                                                         world_.size() / line.elapsed_s
                                                   : 0.0;
@@ -869,11 +1148,14 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
     // the epoch's checkpoint: that one is worth more than a mid-epoch one.
     if (!last && preemption_.agreed(comms_->host())) {
       preempt_mid_epoch(plan, epoch, step, epoch_totals, seconds_before + seconds_since(start));
-      return {epoch_totals, seconds_before + seconds_since(start), true};
+      return {epoch_totals, seconds_before + seconds_since(start), true,
+              prefetcher.wait_ms() / 1000.0};
     }
+    prefetcher.recycle(std::move(*batch));  // its buffers hold a later batch
   }
   if (cache_ != nullptr && plan.phase == models::Phase::kHead) share_cached_features();
-  return {epoch_totals, seconds_before + seconds_since(start), false};
+  return {epoch_totals, seconds_before + seconds_since(start), false,
+          prefetcher.wait_ms() / 1000.0};
 }
 
 void TrainingJob::preempt_mid_epoch(const PhasePlan& plan, int epoch, std::int64_t steps_done,
@@ -924,18 +1206,30 @@ void TrainingJob::preempt_mid_epoch(const PhasePlan& plan, int epoch, std::int64
     // never picks it.
     meta.set_metric_value(std::numeric_limits<double>::quiet_NaN());
     meta.set_direction(v1::METRIC_DIRECTION_MINIMIZE);
-    checkpoint_id =
-        client_->put_checkpoint_bytes(meta, std::string_view(bytes.data(), bytes.size())).id();
+    checkpoint_id = store_checkpoint(
+        meta, bytes, fmt::format("{} epoch {} step {} (preemption)", phase, epoch, steps_done),
+        "the job stops as asked; its next attempt resumes from the run's latest stored "
+        "checkpoint");
   });
   last_checkpoint_id_ = broadcast_string(comms_->host(), checkpoint_id, "checkpoint id");
-  mark_preempted(fmt::format("checkpoint {} stored at {} epoch {} step {} of it (global step {})",
-                             last_checkpoint_id_, phase, epoch, steps_done, state.global_step));
+  mark_preempted(
+      last_checkpoint_id_.empty()
+          ? fmt::format("no checkpoint could be stored at {} epoch {} step {} of it (global step "
+                        "{}); the resume starts from the run's latest stored checkpoint",
+                        phase, epoch, steps_done, state.global_step)
+          : fmt::format("checkpoint {} stored at {} epoch {} step {} of it (global step {})",
+                        last_checkpoint_id_, phase, epoch, steps_done, state.global_step));
 }
 
 void TrainingJob::preempt_at_boundary(const PhasePlan& plan, int epoch) {
-  mark_preempted(fmt::format("checkpoint {} stored at the end of {} epoch {} (global step {})",
-                             last_checkpoint_id_, models::phase_name(plan.phase), epoch,
-                             state_.global_step));
+  mark_preempted(
+      last_checkpoint_id_.empty()
+          ? fmt::format("no checkpoint could be stored at the end of {} epoch {} (global step {}); "
+                        "the resume starts from the run's latest stored checkpoint",
+                        models::phase_name(plan.phase), epoch, state_.global_step)
+          : fmt::format("checkpoint {} stored at the end of {} epoch {} (global step {})",
+                        last_checkpoint_id_, models::phase_name(plan.phase), epoch,
+                        state_.global_step));
 }
 
 void TrainingJob::mark_preempted(const std::string& where) {
@@ -958,6 +1252,7 @@ evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
   data::PrefetchOptions po;
   po.queue_depth = options_.prefetch;
   po.num_classes = options_.num_classes;
+  po.input = input_layout();
   data::ShardPrefetcher prefetcher(*client_, shard_request(split, 0, false), po);
   evaluation::ClassificationCounts counts(options_.num_classes);
   const auto start = Clock::now();
@@ -987,6 +1282,7 @@ evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
     for (int i = 0; i < batch->count; ++i) {
       counts.add(batch->labels[static_cast<std::size_t>(i)], topk_a[i][0], in_top_a[i], loss_a[i]);
     }
+    prefetcher.recycle(std::move(*batch));
   }
   MetricTotals m;
   m.loss_sum = counts.loss_sum;
@@ -1021,13 +1317,18 @@ MetricTotals totals_of(const evaluation::ClassificationCounts& counts) {
 }
 
 bool TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTotals& train_local,
-                               double seconds) {
+                               double seconds, double data_wait_s) {
   const std::string phase = models::phase_name(plan.phase);
   // Every rank's train counts, summed: the numbers the coordinator
   // aggregates from the reports.
-  std::vector<double> train{train_local.loss_sum, static_cast<double>(train_local.top1),
+  // The last two: each rank's seconds waiting for data and in the epoch, for
+  // the mean share of waiting in the summary line.
+  std::vector<double> train{train_local.loss_sum,
+                            static_cast<double>(train_local.top1),
                             static_cast<double>(train_local.top3),
-                            static_cast<double>(train_local.samples)};
+                            static_cast<double>(train_local.samples),
+                            data_wait_s,
+                            seconds};
   sum_over_ranks(comms_->host(), train, phase + " epoch train totals");
   MetricTotals train_all;
   train_all.loss_sum = train[0];
@@ -1067,10 +1368,9 @@ bool TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTot
              meta.set_metric_name("val_loss");
              meta.set_metric_value(state_.val_loss);
              meta.set_direction(v1::METRIC_DIRECTION_MINIMIZE);
-             const v1::CheckpointInfo info =
-                 client_->put_checkpoint_bytes(meta, std::string_view(bytes.data(), bytes.size()));
-             checkpoint_id = info.id();
-             best = state_.val_loss < best_val_loss_in_phase_;
+             const std::string what = phase + " epoch " + std::to_string(epoch);
+             checkpoint_id = store_checkpoint(meta, bytes, what, "training continues without it");
+             best = !checkpoint_id.empty() && state_.val_loss < best_val_loss_in_phase_;
              if (best) best_val_loss_in_phase_ = state_.val_loss;
 
              EpochSummaryLine line;
@@ -1085,6 +1385,7 @@ bool TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTot
              line.learning_rate = last_lr_;
              line.checkpoint_id = checkpoint_id;
              line.best = best;
+             if (train[5] > 0) line.data_wait = train[4] / train[5];
              progress_printer_.clear();  // the summary takes the progress line's place
              spdlog::info("{}", format_epoch_summary(line));
 
@@ -1118,9 +1419,12 @@ bool TrainingJob::end_of_epoch(const PhasePlan& plan, int epoch, const MetricTot
 }
 
 void TrainingJob::restore_best_head() {
-  auto [id, bytes] = fetch_checkpoint("best", "head");
+  FetchedCheckpoint best = fetch_checkpoint("best", "head", CheckpointUse::kRestoreHead);
+  // None usable (rank 0 said why): the head phase's last weights stay.
+  if (best.id.empty()) return;
+  const std::string& id = best.id;
   const std::string source = "checkpoint " + id;
-  const DecodedCheckpoint decoded = decode_checkpoint(bytes, source);
+  const DecodedCheckpoint decoded = take_decoded(best);
   models::load_state_dict(*model_, decoded.weights.state_dict, source);
   if (world_.rank() == 0) {
     spdlog::info(
@@ -1177,7 +1481,9 @@ bool TrainingJob::run_phase(std::size_t index, int first_epoch, bool resume_opti
     const std::int64_t start_batch = epoch == first_epoch ? state_.epoch_steps_done : 0;
     const EpochResult result = train_epoch(plan, epoch, start_batch);
     if (result.preempted) return false;
-    if (!end_of_epoch(plan, epoch, result.totals, result.seconds)) return false;
+    if (!end_of_epoch(plan, epoch, result.totals, result.seconds, result.data_wait_s)) {
+      return false;
+    }
   }
   return true;
 }
@@ -1239,6 +1545,7 @@ JobOutcome TrainingJob::run() {
   connect();
   start_run();
   if (resume_ == kAlreadyCompleted) return JobOutcome::kCompleted;
+  heartbeat_ = start_job_heartbeat(*client_, options_, world_, attempt_);
   build_model();
 
   // Where to start: after a resume, the epoch after the checkpoint's, or the
