@@ -45,7 +45,7 @@ ShardPrefetcher::~ShardPrefetcher() {
 }
 
 void ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expected_index,
-                             Batch& batch) {
+                             Batch& batch) const {
   const std::string where =
       "split '" + request_.split() + "' epoch " + std::to_string(request_.epoch()) + " rank " +
       std::to_string(request_.rank()) + " batch " + std::to_string(message.batch_index());
@@ -84,13 +84,8 @@ void ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expecte
   batch.pixels.assign(bytes, bytes + count * kImageBytes);
   batch.layout = options_.input;
   batch.images.resize(model_input_floats(count, kImageChannels, options_.input));
-  draws_.resize(static_cast<std::size_t>(count));
-  for (std::int64_t i = 0; i < count; ++i) {
-    draws_[static_cast<std::size_t>(i)] =
-        draw_augmentation(options_.augment, request_.seed(), request_.epoch(),
-                          batch.sample_indices[static_cast<std::size_t>(i)]);
-  }
-  make_model_input(bytes, count, kImageChannels, kImageSide, kImageSide, draws_.data(),
+  make_model_input(bytes, count, kImageChannels, kImageSide, kImageSide,
+                   batch.sample_indices.data(), options_.augment, request_.seed(), request_.epoch(),
                    options_.input, batch.images.data());
 }
 

@@ -102,7 +102,7 @@ class ShardPrefetcher {
  private:
   void produce();
   // Fills `batch` (reusing its buffers) from the message.
-  void decode(const v1::ShardBatch& message, std::int64_t expected_index, Batch& batch);
+  void decode(const v1::ShardBatch& message, std::int64_t expected_index, Batch& batch) const;
 
   // Constant after construction.
   const v1::StreamShardRequest request_;
@@ -111,16 +111,15 @@ class ShardPrefetcher {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<Batch> queue_;                // GUARDED_BY(mutex_)
-  std::vector<Batch> spare_;               // GUARDED_BY(mutex_): recycled, at most queue_depth
-  std::vector<SampleAugmentation> draws_;  // the thread's, reused per batch
-  bool finished_ = false;                  // GUARDED_BY(mutex_): the thread ended
-  bool stopping_ = false;                  // GUARDED_BY(mutex_): the destructor runs
-  std::exception_ptr error_;               // GUARDED_BY(mutex_)
-  std::size_t max_queue_size_ = 0;         // GUARDED_BY(mutex_)
-  std::int64_t batches_read_ = 0;          // GUARDED_BY(mutex_)
-  double wait_ms_ = 0.0;                   // GUARDED_BY(mutex_)
-  int reopens_ = 0;                        // GUARDED_BY(mutex_): the reader's, as of its last read
+  std::deque<Batch> queue_;         // GUARDED_BY(mutex_)
+  std::vector<Batch> spare_;        // GUARDED_BY(mutex_): recycled, at most queue_depth
+  bool finished_ = false;           // GUARDED_BY(mutex_): the thread ended
+  bool stopping_ = false;           // GUARDED_BY(mutex_): the destructor runs
+  std::exception_ptr error_;        // GUARDED_BY(mutex_)
+  std::size_t max_queue_size_ = 0;  // GUARDED_BY(mutex_)
+  std::int64_t batches_read_ = 0;   // GUARDED_BY(mutex_)
+  double wait_ms_ = 0.0;            // GUARDED_BY(mutex_)
+  int reopens_ = 0;                 // GUARDED_BY(mutex_): the reader's, as of its last read
   std::thread thread_;
 };
 

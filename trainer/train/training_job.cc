@@ -313,8 +313,6 @@ class TrainingJob {
   // finished input on CPU, 32 px [0, 1] floats for CUDA.
   data::InputLayout input_layout() const;
   torch::Tensor to_input(const data::Batch& batch) const;
-  // [N, 3, 32, 32] floats in [0, 1] -> the model's input.
-  torch::Tensor to_input(const torch::Tensor& images) const;
   // ---- head phase from cached features (feature_cache.h)
   // Decides whether the head phase caches, and with which augmentation.
   void plan_feature_cache();
@@ -779,10 +777,19 @@ data::InputLayout TrainingJob::input_layout() const {
 torch::Tensor TrainingJob::to_input(const data::Batch& batch) const {
   const auto n = static_cast<std::int64_t>(batch.count);
   if (device_.is_cuda()) {
-    // [0, 1] floats, NCHW, 32 px (input_layout()); the copy to pinned
-    // memory in to_input(Tensor) leaves the batch free.
-    return to_input(torch::from_blob(const_cast<float*>(batch.images.data()),
-                                     {n, 3, data::kImageSide, data::kImageSide}, torch::kFloat32));
+    // [0, 1] floats, NCHW, 32 px (input_layout()). The small batch goes over
+    // PCIe from pinned memory without blocking (PyTorch's host allocator
+    // keeps the buffer until the copy is done, so the batch is free at
+    // once); resizing and normalising then run on the GPU, on the current
+    // stream.
+    const torch::Tensor images =
+        torch::from_blob(const_cast<float*>(batch.images.data()),
+                         {n, 3, data::kImageSide, data::kImageSide}, torch::kFloat32);
+    torch::Tensor pinned =
+        torch::empty(images.sizes(), images.options().pinned_memory(true)).copy_(images);
+    return models::preprocess_imagenet(pinned.to(device_, /*non_blocking=*/true),
+                                       options_.image_size)
+        .contiguous(memory_format());
   }
   // The prefetcher made the model's input already (resized, normalised, in
   // the memory format): no pass over it here. The tensor borrows the batch's
@@ -794,20 +801,6 @@ torch::Tensor TrainingJob::to_input(const data::Batch& batch) const {
       batch.layout.channels_last ? std::vector<std::int64_t>{3 * side * side, 1, 3 * side, 3}
                                  : std::vector<std::int64_t>{3 * side * side, side * side, side, 1};
   return torch::from_blob(const_cast<float*>(batch.images.data()), sizes, strides, torch::kFloat32);
-}
-
-torch::Tensor TrainingJob::to_input(const torch::Tensor& images) const {
-  if (device_.is_cuda()) {
-    // The 32 px batch goes over PCIe from pinned memory without blocking
-    // (PyTorch's host allocator keeps the buffer until the copy is done);
-    // resizing and normalising then run on the GPU, on the current stream.
-    torch::Tensor pinned =
-        torch::empty(images.sizes(), images.options().pinned_memory(true)).copy_(images);
-    return models::preprocess_imagenet(pinned.to(device_, /*non_blocking=*/true),
-                                       options_.image_size)
-        .contiguous(memory_format());
-  }
-  return models::preprocess_imagenet(images, options_.image_size).contiguous(memory_format());
 }
 
 torch::Tensor TrainingJob::to_labels(const data::Batch& batch) const {
