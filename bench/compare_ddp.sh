@@ -9,7 +9,8 @@
 #      features with flips and without augmentation, ours uncached
 #      (--cache-features off), the peer's --phase head (which recomputes the
 #      base every epoch; its training time from its own img/s);
-#   3. what the coordinator can stream per rank against what a rank consumes;
+#   3. what the coordinator can stream per rank (with images, and labels only)
+#      against what a rank consumes;
 #   4. the gradient reducer against a raw MPI_Allreduce of the same 16 MiB
 #      (bench/allreduce), the size of B0's gradients.
 #
@@ -190,14 +191,19 @@ PY
 fi
 
 # ---- 3. stream vs consumption
-stream=$("$bin/stream_bench" --train "$train_images" --batch 64 --epochs 2 | grep "StreamShard, $ranks clients" |
-  sed -E 's/.* ([0-9]+) images\/s.*/\1/') || stream=""
+"$bin/stream_bench" --train "$train_images" --batch 64 --epochs 2 >"$tmp/stream.txt" || true
+stream=$(grep "StreamShard, $ranks clients" "$tmp/stream.txt" | sed -E 's/.* ([0-9]+) images\/s.*/\1/') || stream=""
+labels_stream=$(grep "StreamShard labels only, $ranks clients" "$tmp/stream.txt" |
+  sed -E 's/.* ([0-9]+) images\/s.*/\1/') || labels_stream=""
 echo "| per rank, 32 px | img/s |"
 echo "|---|---:|"
 if [[ -n "$stream" ]]; then
   echo "| coordinator stream, $ranks clients together (stream_bench) | $((stream / ranks)) |"
 fi
 [[ -n "$ours_full_32" ]] && echo "| trainer consumption, full phase | $($python -c "print(round($ours_full_32 / $ranks))") |"
+if [[ -n "$labels_stream" ]]; then
+  echo "| coordinator stream without images (labels_only: cached head epochs), $ranks clients together | $((labels_stream / ranks)) |"
+fi
 [[ -n "$head_rate" ]] && echo "| trainer consumption, head phase from the cache | $head_rate |"
 echo
 

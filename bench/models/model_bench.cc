@@ -2,6 +2,8 @@
 //
 //   build/bin/model_bench [--sizes 32,224 --batches 64,16] [--threads 2]
 //                         [--rounds 3 --iterations 4] [--channels-last] [--profile N]
+//                         [--phase full|finetune|head] [--no-fold] [--profile-shapes]
+//                         [--ab-fold N]
 //
 // Both sides run the same weights on the same input: this program writes its
 // model's state dict and the input batches to a temporary folder, and
@@ -9,7 +11,18 @@
 // and first checks that its eval-mode logits match ours. Per image size:
 //   fwd     eval mode, no gradient (inference)
 //   fwdbwd  train mode, cross-entropy, backward (the optimizer step is left
-//           out: it is the same few element-wise passes on both sides)
+//           out: it is the same few element-wise passes on both sides), as
+//           the trainer's phase (transfer_model.h) runs it:
+//             full      everything trains, BatchNorm in train mode (default)
+//             finetune  BatchNorm modules in eval mode, their weight and bias
+//                       requires_grad=false; everything else trains
+//             head      the base in eval mode under InferenceMode, then the
+//                       classifier forward and backward on its pooled output
+// Ours folds every eval-mode BatchNorm into its convolution
+// (conv_bn_activation.h): in fwd, and in fwdbwd for finetune and head.
+// --no-fold times ours unfolded; torchvision never folds. --ab-fold N then
+// times ours folded and unfolded in alternate iterations of one process (N
+// pairs per pass), which a shared machine's changing load hits alike.
 // Images per second from the median iteration, after every pass ran once and
 // a per-figure warm-up, with the same
 // number of intra-op threads on both sides. The two sides alternate in rounds
@@ -53,13 +66,69 @@ struct BenchOptions {
   bool channels_last = false;
   std::string python = "/usr/bin/python3";
   bool skip_torchvision = false;
-  // Forward+backward iterations at the first size under LibTorch's profiler
-  // on both sides (after the timing); 0: none.
+  // Forward+backward iterations at the first size under LibTorch's legacy
+  // profiler on both sides (after the timing); 0: none. The same profiler:
+  // Python's default torch.autograd.profiler.profile records through Kineto,
+  // whose self times ran ~5-10% below the legacy profiler's for the same
+  // work, so a Kineto torchvision column made ours look slower.
   int profile = 0;
+  // Profile rows per operator and input shapes (which call of an operator).
+  bool profile_shapes = false;
+  // How fwdbwd trains: "full", "finetune" or "head" (see the file comment).
+  std::string phase = "full";
+  // Fold eval-mode BatchNorm into the convolution (ours only).
+  bool fold = true;
+  // Folded/unfolded pairs of iterations per pass for the A/B comparison; 0: none.
+  int ab_fold = 0;
 };
 
-// Operator name -> self CPU microseconds summed over the profiled iterations.
-using OpTimes = std::map<std::string, double>;
+// The phase's requires_grad flags, set once after the model is built.
+void freeze_for_phase(const BenchOptions& options, models::EfficientNetB0& model) {
+  if (options.phase == "head") {
+    for (auto& p : model->features()->parameters()) p.set_requires_grad(false);
+  } else if (options.phase == "finetune") {
+    for (const auto& module : model->modules(/*include_self=*/false)) {
+      if (module->as<torch::nn::BatchNorm2d>()) {
+        for (auto& p : module->parameters()) p.set_requires_grad(false);
+      }
+    }
+  }
+}
+
+// One training step's forward and backward in the phase's module modes (as
+// TransferModelImpl::forward and apply_modes run them).
+void forward_backward(const BenchOptions& options, models::EfficientNetB0& model,
+                      const torch::Tensor& x, const torch::Tensor& labels) {
+  model->train();
+  model->zero_grad(/*set_to_none=*/true);
+  torch::Tensor logits;
+  if (options.phase == "head") {
+    model->features()->eval();
+    torch::Tensor pooled;
+    {
+      c10::InferenceMode inference;
+      pooled = torch::adaptive_avg_pool2d(model->features()->forward(x), {1, 1}).flatten(1);
+    }
+    logits = model->classifier()->forward(pooled.clone());
+  } else {
+    if (options.phase == "finetune") {
+      for (const auto& module : model->modules(/*include_self=*/false)) {
+        if (module->as<torch::nn::BatchNorm2d>()) module->eval();
+      }
+    }
+    logits = model->forward(x);
+  }
+  torch::nn::functional::cross_entropy(logits, labels).backward();
+}
+
+// Self CPU microseconds and calls of one operator, summed over the profiled
+// iterations.
+struct OpTime {
+  double self_us = 0;
+  int64_t calls = 0;
+};
+// Operator name (with --profile-shapes: name@shapes) -> its time.
+using OpTimes = std::map<std::string, OpTime>;
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
@@ -99,12 +168,58 @@ void time_ours(const BenchOptions& options, models::EfficientNetB0& model,
              torch::NoGradGuard no_grad;
              model->forward(x);
            }));
-    append(timings, "fwdbwd " + std::to_string(size), time_iterations(options, [&] {
-             model->train();
-             model->zero_grad(/*set_to_none=*/true);
-             torch::nn::functional::cross_entropy(model->forward(x), labels).backward();
-           }));
+    append(timings, "fwdbwd " + std::to_string(size),
+           time_iterations(options, [&] { forward_backward(options, model, x, labels); }));
   }
+}
+
+// Ours folded against ours unfolded, alternating every iteration, at each
+// size: median seconds of each and the median of the per-pair ratios.
+void compare_fold(const BenchOptions& options, models::EfficientNetB0& model,
+                  const std::map<int64_t, torch::Tensor>& inputs) {
+  const auto format =
+      options.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  std::printf(
+      "\nours folded vs ours unfolded, alternating iterations (%d pairs, median), phase %s\n"
+      "| size | batch | pass | folded img/s | unfolded img/s | folded / unfolded (median of "
+      "pairs) |\n|---:|---:|---|---:|---:|---:|\n",
+      options.ab_fold, options.phase.c_str());
+  for (const auto& [size, batch] : inputs) {
+    const torch::Tensor x = batch.contiguous(format);
+    const torch::Tensor labels = torch::arange(batch.size(0)) % options.num_classes;
+    for (const bool backward : {false, true}) {
+      const auto step = [&] {
+        if (backward) {
+          forward_backward(options, model, x, labels);
+        } else {
+          model->eval();
+          torch::NoGradGuard no_grad;
+          model->forward(x);
+        }
+      };
+      std::vector<double> folded;
+      std::vector<double> unfolded;
+      std::vector<double> ratios;
+      for (int i = 0; i < options.ab_fold + 1; ++i) {
+        double seconds[2];
+        for (const bool fold : {true, false}) {
+          models::set_fold_frozen_batch_norm(*model, fold);
+          const auto start = Clock::now();
+          step();
+          seconds[fold ? 0 : 1] = std::chrono::duration<double>(Clock::now() - start).count();
+        }
+        if (i == 0) continue;  // warm-up pair
+        folded.push_back(seconds[0]);
+        unfolded.push_back(seconds[1]);
+        ratios.push_back(seconds[1] / seconds[0]);
+      }
+      const double n = static_cast<double>(batch.size(0));
+      std::printf("| %lld | %lld | %s | %.1f | %.1f | %.2f |\n", static_cast<long long>(size),
+                  static_cast<long long>(batch.size(0)), backward ? "forward+backward" : "forward",
+                  n / median(folded), n / median(unfolded), median(ratios));
+    }
+  }
+  models::set_fold_frozen_batch_norm(*model, options.fold);
 }
 
 void restore(models::EfficientNetB0& model, const std::vector<torch::Tensor>& saved) {
@@ -113,7 +228,20 @@ void restore(models::EfficientNetB0& model, const std::vector<torch::Tensor>& sa
   for (const auto& item : models::model_state_dict(*model)) item.value().copy_(saved.at(i++));
 }
 
-// Runs torchvision_b0_bench.py; fills `timings` and the logits check.
+// "[64,96,16,16],[]": an operator's input shapes without spaces, as
+// torchvision_b0_bench.py --profile-shapes writes them.
+std::string shapes_key(const std::vector<std::vector<int64_t>>& shapes) {
+  std::string key;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    key += i ? ",[" : "[";
+    for (size_t j = 0; j < shapes[i].size(); ++j) {
+      key += (j ? "," : "") + std::to_string(shapes[i][j]);
+    }
+    key += "]";
+  }
+  return key;
+}
+
 // `options.profile` forward+backward passes of ours at the first size under
 // the legacy (CPU) profiler; self time = an operator's span minus the spans
 // of the operators it called, as PyTorch's key_averages() counts it.
@@ -124,13 +252,9 @@ OpTimes profile_ours(const BenchOptions& options, models::EfficientNetB0& model,
       options.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   const torch::Tensor x = batch.contiguous(format);
   const torch::Tensor labels = torch::arange(batch.size(0)) % options.num_classes;
-  model->train();
-  prof::enableProfilerLegacy(
-      torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU));
-  for (int i = 0; i < options.profile; ++i) {
-    model->zero_grad(/*set_to_none=*/true);
-    torch::nn::functional::cross_entropy(model->forward(x), labels).backward();
-  }
+  prof::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(
+      torch::profiler::impl::ProfilerState::CPU, /*report_input_shapes=*/options.profile_shapes));
+  for (int i = 0; i < options.profile; ++i) forward_backward(options, model, x, labels);
   const prof::thread_event_lists lists = prof::disableProfilerLegacy();
   OpTimes self;
   for (const auto& events : lists) {
@@ -146,7 +270,10 @@ OpTimes profile_ours(const BenchOptions& options, models::EfficientNetB0& model,
         const Open top = open.back();
         open.pop_back();
         const double span = top.push->cpuElapsedUs(e);
-        self[top.push->name()] += span - top.children_us;
+        std::string key = top.push->name();
+        if (options.profile_shapes) key += "@" + shapes_key(top.push->shapes());
+        self[key].self_us += span - top.children_us;
+        ++self[key].calls;
         if (!open.empty()) open.back().children_us += span;
       }
     }
@@ -162,8 +289,9 @@ bool time_torchvision(const BenchOptions& options, const std::filesystem::path& 
           << " --inputs " << dir / "inputs.pt"
           << " --num-classes " << options.num_classes << " --threads " << options.threads
           << " --iterations " << options.iterations << " --warmup " << options.warmup
-          << (options.channels_last ? " --channels-last" : "");
+          << (options.channels_last ? " --channels-last" : "") << " --phase " << options.phase;
   if (profile != nullptr) command << " --profile " << options.profile;
+  if (profile != nullptr && options.profile_shapes) command << " --profile-shapes";
   FILE* pipe = popen(command.str().c_str(), "r");
   if (pipe == nullptr) return false;
   char line[8192];
@@ -187,8 +315,10 @@ bool time_torchvision(const BenchOptions& options, const std::filesystem::path& 
     } else if (kind == "op" && profile != nullptr) {
       std::string name;
       double self_us = 0;
-      in >> name >> self_us;
-      (*profile)[name] += self_us;
+      int64_t calls = 0;
+      in >> name >> self_us >> calls;
+      (*profile)[name].self_us += self_us;
+      (*profile)[name].calls += calls;
     }
   }
   const int status = pclose(pipe);
@@ -196,35 +326,44 @@ bool time_torchvision(const BenchOptions& options, const std::filesystem::path& 
   return status == 0;
 }
 
-// The operators with the most self time on either side, ms per iteration.
+// The operators with the most self time on either side, ms and calls per
+// iteration.
 void print_profile(const BenchOptions& options, const OpTimes& ours, const OpTimes& theirs) {
-  std::map<std::string, std::pair<double, double>> both;
+  std::map<std::string, std::pair<OpTime, OpTime>> both;
   double ours_total = 0;
   double theirs_total = 0;
-  for (const auto& [name, us] : ours) {
-    both[name].first = us;
-    ours_total += us;
+  for (const auto& [name, time] : ours) {
+    both[name].first = time;
+    ours_total += time.self_us;
   }
-  for (const auto& [name, us] : theirs) {
-    both[name].second = us;
-    theirs_total += us;
+  for (const auto& [name, time] : theirs) {
+    both[name].second = time;
+    theirs_total += time.self_us;
   }
-  std::vector<std::pair<std::string, std::pair<double, double>>> rows(both.begin(), both.end());
+  std::vector<std::pair<std::string, std::pair<OpTime, OpTime>>> rows(both.begin(), both.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-    return std::max(a.second.first, a.second.second) > std::max(b.second.first, b.second.second);
+    return std::max(a.second.first.self_us, a.second.second.self_us) >
+           std::max(b.second.first.self_us, b.second.second.self_us);
   });
-  const double n = 1000.0 * options.profile;  // us over all iterations -> ms per iteration
+  const double n = options.profile;
   std::printf(
-      "\nself CPU time per forward+backward at %lld px, batch %lld (LibTorch profiler, %d "
-      "iterations)\n",
-      static_cast<long long>(options.sizes.front()),
+      "\nself CPU time per forward+backward (phase %s) at %lld px, batch %lld (LibTorch profiler, "
+      "%d iterations)\n",
+      options.phase.c_str(), static_cast<long long>(options.sizes.front()),
       static_cast<long long>(options.batches.front()), options.profile);
-  std::printf("| operator | ours ms | torchvision ms |\n|---|---:|---:|\n");
-  for (size_t i = 0; i < rows.size() && i < 15; ++i) {
-    std::printf("| %s | %.1f | %.1f |\n", rows[i].first.c_str(), rows[i].second.first / n,
-                rows[i].second.second / n);
+  std::printf(
+      "| operator | ours ms | torchvision ms | ours calls | torchvision calls |\n"
+      "|---|---:|---:|---:|---:|\n");
+  const size_t shown = options.profile_shapes ? rows.size() : 15;
+  for (size_t i = 0; i < rows.size() && i < shown; ++i) {
+    const auto& [ours_time, theirs_time] = rows[i].second;
+    std::printf("| %s | %.1f | %.1f | %.0f | %.0f |\n", rows[i].first.c_str(),
+                ours_time.self_us / 1000.0 / n, theirs_time.self_us / 1000.0 / n,
+                static_cast<double>(ours_time.calls) / n,
+                static_cast<double>(theirs_time.calls) / n);
   }
-  std::printf("| all operators | %.1f | %.1f |\n", ours_total / n, theirs_total / n);
+  std::printf("| all operators | %.1f | %.1f | | |\n", ours_total / 1000.0 / n,
+              theirs_total / 1000.0 / n);
 }
 
 int run(const BenchOptions& options) {
@@ -237,6 +376,7 @@ int run(const BenchOptions& options) {
   torch::manual_seed(0);
   models::EfficientNetOptions model_options;
   model_options.num_classes = options.num_classes;
+  model_options.fold_frozen_batch_norm = options.fold;
   models::EfficientNetB0 model(model_options);
   if (options.channels_last) {
     torch::NoGradGuard no_grad;
@@ -266,6 +406,7 @@ int run(const BenchOptions& options) {
     model->forward(torch::randn({16, 3, options.sizes.front(), options.sizes.front()}));
     for (auto* bn : batchnorms) bn->options.momentum(0.1);
   }
+  freeze_for_phase(options, model);
 
   std::map<int64_t, torch::Tensor> inputs;
   c10::Dict<std::string, torch::Tensor> saved_inputs;
@@ -330,10 +471,12 @@ int run(const BenchOptions& options) {
   std::filesystem::remove_all(dir);
 
   std::printf(
-      "EfficientNet-B0 (%lld classes), %d threads, %s, median of %d iterations (%d rounds)\n",
+      "EfficientNet-B0 (%lld classes), %d threads, %s, fwdbwd as phase %s, ours %s, median of %d "
+      "iterations (%d rounds)\n",
       static_cast<long long>(options.num_classes), options.threads,
-      options.channels_last ? "channels-last" : "NCHW", options.rounds * options.iterations,
-      options.rounds);
+      options.channels_last ? "channels-last" : "NCHW", options.phase.c_str(),
+      options.fold ? "folding eval-mode BatchNorm" : "unfolded (--no-fold)",
+      options.rounds * options.iterations, options.rounds);
   for (const auto& [size, error] : checks) {
     std::printf("  same weights, same input: eval logits at %s px differ by %.3g (relative)\n",
                 size.c_str(), error);
@@ -362,6 +505,10 @@ int run(const BenchOptions& options) {
     }
   }
   if (options.profile > 0) print_profile(options, our_ops, their_ops);
+  if (options.ab_fold > 0) {
+    restore(model, initial);
+    compare_fold(options, model, inputs);
+  }
   return tv_ok ? 0 : 1;
 }
 
@@ -398,6 +545,19 @@ int main(int argc, char** argv) {
                  "print each operator's self time")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
+  app.add_flag("--profile-shapes", options.profile_shapes,
+               "With --profile: a row per operator and input shapes");
+  app.add_option("--ab-fold", options.ab_fold,
+                 "Then time ours folded and unfolded in N alternating pairs of iterations")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--phase", options.phase,
+                 "How forward+backward trains, on both sides: full (BatchNorm in train mode), "
+                 "finetune (BatchNorm eval and frozen), head (base under InferenceMode)")
+      ->check(CLI::IsMember({"full", "finetune", "head"}))
+      ->capture_default_str();
+  app.add_flag("--no-fold{false}", options.fold,
+               "Ours without folding eval-mode BatchNorm into the convolution");
   if (auto exit_code = xfer::common::parse_flags(app, argc, argv)) return *exit_code;
   xfer::common::init_logging({"model_bench", std::nullopt, "info"});
   return run(options);

@@ -4,7 +4,10 @@
 Loads the state dict the C++ benchmark wrote (so both sides run the same
 weights) and the same input batches, checks that eval-mode logits agree,
 runs every pass once, then times forward (eval, no_grad) and forward+backward
-(train mode, cross entropy) exactly as the C++ side does. Prints one line per figure:
+(train mode, cross entropy) exactly as the C++ side does, in the module modes
+of --phase (full: BatchNorm trains; finetune: BatchNorm modules eval() and
+their parameters requires_grad_(False); head: features eval() under
+inference_mode, then the classifier). Prints one line per figure:
   check SIZE REL_ERROR
   time MODE SIZE BATCH SECONDS_PER_ITERATION...
 """
@@ -13,6 +16,7 @@ import sys
 import time
 
 import torch
+import torch.autograd.profiler_legacy
 import torchvision
 
 
@@ -25,8 +29,11 @@ def main():
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--phase", choices=("full", "finetune", "head"), default="full")
     parser.add_argument("--profile", type=int, default=0,
                         help="then N forward+backward passes at the first size under the profiler")
+    parser.add_argument("--profile-shapes", action="store_true",
+                        help="a profile row per operator and input shapes: NAME@[N,C,H,W],[...]")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -36,6 +43,14 @@ def main():
     expected = torch.load(args.inputs.replace(".pt", "_logits.pt"))
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if args.phase == "finetune":
+        for bn in batchnorms:
+            for p in bn.parameters():
+                p.requires_grad_(False)
+    elif args.phase == "head":
+        for p in model.features.parameters():
+            p.requires_grad_(False)
 
     for size, batch in inputs.items():
         model.eval()
@@ -57,7 +72,17 @@ def main():
     def forward_backward(size):
         model.train()
         model.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(inputs[size]), labels[size])
+        if args.phase == "head":
+            model.features.eval()
+            with torch.inference_mode():
+                pooled = model.avgpool(model.features(inputs[size])).flatten(1)
+            logits = model.classifier(pooled.clone())
+        else:
+            if args.phase == "finetune":
+                for bn in batchnorms:
+                    bn.eval()
+            logits = model(inputs[size])
+        loss = torch.nn.functional.cross_entropy(logits, labels[size])
         loss.backward()
 
     # Every pass once before anything is timed: the first passes at a new
@@ -80,13 +105,22 @@ def main():
                   flush=True)
 
     if args.profile:
-        # Self CPU time per operator summed over the passes: "op NAME MICROSECONDS".
+        # Self CPU time per operator summed over the passes, and its calls:
+        # "op NAME MICROSECONDS CALLS".
         size = next(iter(inputs))
-        with torch.autograd.profiler.profile() as prof:
+        # The legacy profiler, the one the C++ side runs (enableProfilerLegacy):
+        # torch.autograd.profiler.profile records through Kineto, whose
+        # per-operator overhead and self times differ, so rows of the two
+        # profilers do not compare.
+        with torch.autograd.profiler_legacy.profile(record_shapes=args.profile_shapes) as prof:
             for _ in range(args.profile):
                 forward_backward(size)
-        for event in prof.key_averages():
-            print(f"op {event.key} {event.self_cpu_time_total:.1f}", flush=True)
+        for event in prof.key_averages(group_by_input_shape=args.profile_shapes):
+            key = event.key
+            if args.profile_shapes:
+                key += "@" + ",".join("[" + ",".join(map(str, s)) + "]"
+                                      for s in event.input_shapes)
+            print(f"op {key} {event.self_cpu_time_total:.1f} {event.count}", flush=True)
     return 0
 
 

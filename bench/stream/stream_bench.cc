@@ -1,11 +1,12 @@
 // How fast the coordinator streams shard batches over loopback, beside a raw
 // in-memory gather of the same bytes (the ceiling: no gRPC, no copy to the
 // wire). One figure per client count; each client is one rank of a world of
-// that size streaming its TRAIN shard of one epoch.
+// that size streaming its TRAIN shard of one epoch; last, the same without the
+// image bytes (labels_only, what cached head epochs read).
 //
 //   build/bin/stream_bench [--train N] [--batch B] [--epochs E]
 //
-// Prints images/s and MB/s per configuration.
+// Prints images/s and MB/s (of image bytes) per configuration.
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -39,7 +40,7 @@ struct Figures {
 
 // Streams `epochs` epochs of rank `rank`'s shard; returns the images read.
 std::int64_t stream_rank(const std::string& address, const std::string& run, int rank, int world,
-                         int batch, int epochs) {
+                         int batch, int epochs, bool labels_only) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
@@ -56,6 +57,7 @@ std::int64_t stream_rank(const std::string& address, const std::string& run, int
     request.set_shuffle(true);
     request.set_seed(1);
     request.set_kind(xfer::v1::SHARD_KIND_TRAIN);
+    request.set_labels_only(labels_only);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
     auto reader = stub->StreamShard(&context, request);
@@ -72,8 +74,8 @@ std::int64_t stream_rank(const std::string& address, const std::string& run, int
 }
 
 Figures grpc_figures(xfer::coordinator::server::Coordinator& coordinator, int world, int batch,
-                     int epochs) {
-  const std::string run = "bench-" + std::to_string(world);
+                     int epochs, bool labels_only = false) {
+  const std::string run = "bench-" + std::to_string(world) + (labels_only ? "-labels" : "");
   {
     auto stub = xfer::v1::RunService::NewStub(
         grpc::CreateChannel(coordinator.address(), grpc::InsecureChannelCredentials()));
@@ -90,7 +92,8 @@ Figures grpc_figures(xfer::coordinator::server::Coordinator& coordinator, int wo
   std::vector<std::thread> clients;
   for (int rank = 0; rank < world; ++rank) {
     clients.emplace_back([&, rank] {
-      images[rank] = stream_rank(coordinator.address(), run, rank, world, batch, epochs);
+      images[rank] =
+          stream_rank(coordinator.address(), run, rank, world, batch, epochs, labels_only);
     });
   }
   for (auto& client : clients) client.join();
@@ -126,11 +129,12 @@ Figures memory_figures(const ds::CifarDataset& dataset, int batch, int epochs) {
   return figures;
 }
 
-void print(const char* what, const Figures& f) {
+// MB/s counts image bytes: none for a labels-only stream.
+void print(const char* what, const Figures& f, bool with_images = true) {
   const double ips = static_cast<double>(f.images) / f.seconds;
   std::printf("%-34s %9lld images %8.2f s %12.0f images/s %9.1f MB/s\n", what,
               static_cast<long long>(f.images), f.seconds, ips,
-              ips * static_cast<double>(ds::kImageBytes) / 1e6);
+              with_images ? ips * static_cast<double>(ds::kImageBytes) / 1e6 : 0.0);
 }
 
 }  // namespace
@@ -179,6 +183,10 @@ int main(int argc, char** argv) {
           memory_figures(ds::load_cifar100(root / "data"), batch, epochs));
     print("StreamShard, 1 client", grpc_figures(coordinator, 1, batch, epochs));
     print("StreamShard, 2 clients (together)", grpc_figures(coordinator, 2, batch, epochs));
+    // What a head phase trained from cached features reads after its first
+    // epoch.
+    print("StreamShard labels only, 2 clients", grpc_figures(coordinator, 2, batch, epochs, true),
+          false);
   }
   fs::remove_all(root);
   return 0;

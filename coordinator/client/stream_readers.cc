@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <utility>
 
 #include "coordinator/client/connection.h"
@@ -46,6 +47,10 @@ void ShardReader::open() {
 std::optional<v1::ShardBatch> ShardReader::next() {
   while (!done_) {
     if (sleep_->cancelled()) break;
+    if (request_.end_batch() > 0 && next_index_ >= request_.end_batch()) {
+      done_ = true;  // all that was asked for came (the destructor finishes the call)
+      break;
+    }
     if (!stream_) open();
     v1::ShardBatch batch;
     if (stream_->Read(&batch)) {
@@ -65,11 +70,17 @@ std::optional<v1::ShardBatch> ShardReader::next() {
     stream_.reset();
     if (sleep_->cancelled()) break;
     if (status.ok()) {
-      if (num_batches_ && next_index_ < *num_batches_) {
+      // A stream asked to stop early (end_batch) ends there; any other ends
+      // with the shard.
+      const std::int64_t end = request_.end_batch() > 0 && num_batches_
+                                   ? std::min(request_.end_batch(), *num_batches_)
+                                   : num_batches_.value_or(0);
+      if (num_batches_ && next_index_ < end) {
         throw RpcError(grpc::StatusCode::INTERNAL, "StreamShard", connection_->address(),
                        "the stream ended after batch " + std::to_string(next_index_ - 1) +
-                           " of a shard of " + std::to_string(*num_batches_) +
-                           " batches (protocol error)");
+                           " where it should have ended after batch " + std::to_string(end - 1) +
+                           " (shard of " + std::to_string(*num_batches_) +
+                           " batches; protocol error)");
       }
       done_ = true;
       break;

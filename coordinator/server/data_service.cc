@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "coordinator/dataset/split_spec.h"
@@ -102,6 +103,12 @@ grpc::Status DataServiceImpl::StreamShard(grpc::ServerContext* context,
   if (request->kind() != v1::SHARD_KIND_TRAIN && request->kind() != v1::SHARD_KIND_EVAL) {
     return invalid("StreamShard: kind must be SHARD_KIND_TRAIN or SHARD_KIND_EVAL");
   }
+  if (request->end_batch() < 0 ||
+      (request->end_batch() > 0 && request->end_batch() <= request->start_batch())) {
+    return invalid("StreamShard: end_batch " + std::to_string(request->end_batch()) +
+                   " must be 0 (the whole shard) or above start_batch " +
+                   std::to_string(request->start_batch()));
+  }
   const ds::CifarDataset* dataset = datasets_.find(run->dataset());
   if (dataset == nullptr) return unknown_dataset("StreamShard", run->dataset(), datasets_);
 
@@ -126,8 +133,12 @@ grpc::Status DataServiceImpl::StreamShard(grpc::ServerContext* context,
     return invalid(std::string("StreamShard: ") + e.what());
   }
 
+  const std::int64_t end = request->end_batch() > 0
+                               ? std::min(request->end_batch(), plan.num_batches())
+                               : plan.num_batches();
+  const bool with_images = !request->labels_only();
   v1::ShardBatch batch;
-  for (std::int64_t b = plan.start_batch(); b < plan.num_batches(); ++b) {
+  for (std::int64_t b = plan.start_batch(); b < end; ++b) {
     if (context->IsCancelled()) {
       return {grpc::StatusCode::CANCELLED, "StreamShard: cancelled by the client"};
     }
@@ -140,14 +151,16 @@ grpc::Status DataServiceImpl::StreamShard(grpc::ServerContext* context,
     batch.set_dropped_samples(plan.dropped_samples());
     std::string* images = batch.mutable_images();
     std::string* labels = batch.mutable_labels();
-    images->resize(static_cast<std::size_t>(count) * ds::kImageBytes);
+    if (with_images) images->resize(static_cast<std::size_t>(count) * ds::kImageBytes);
     labels->resize(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) {
       const auto [split_name, index] = split.locate(positions[i]);
       const ds::CifarSplit& records = dataset->split(*split_name);
       const auto record = static_cast<std::size_t>(index);
-      std::memcpy(images->data() + static_cast<std::size_t>(i) * ds::kImageBytes,
-                  records.image(record), ds::kImageBytes);
+      if (with_images) {
+        std::memcpy(images->data() + static_cast<std::size_t>(i) * ds::kImageBytes,
+                    records.image(record), ds::kImageBytes);
+      }
       (*labels)[static_cast<std::size_t>(i)] = static_cast<char>(records.fine_label(record));
       batch.add_sample_indices(positions[i]);
     }

@@ -194,6 +194,54 @@ TEST(ShardReaderTest, StartsAtTheRequestedBatch) {
   EXPECT_FALSE(reader->next().has_value());
 }
 
+TEST(ShardReaderTest, EndBatchEndsTheStreamAndABreakResumesInsideTheRange) {
+  FakeCoordinator fake;
+  fake.data.break_after = 1;
+  CoordinatorClient client(fast_options(fake.address()));
+  v1::StreamShardRequest request;
+  request.set_start_batch(1);
+  request.set_end_batch(4);
+  auto reader = client.stream_shard(request);
+  std::vector<std::int64_t> indices;
+  while (auto batch = reader->next()) indices.push_back(batch->batch_index());
+  EXPECT_EQ(indices, (std::vector<std::int64_t>{1, 2, 3}));
+  EXPECT_EQ(fake.data.start_batches(), (std::vector<std::int64_t>{1, 2}));
+  EXPECT_FALSE(reader->next().has_value());
+}
+
+TEST(ShardReaderTest, EndBatchIsHonouredEvenIfTheServerSendsMore) {
+  FakeCoordinator fake;
+  fake.data.break_after = 1000;
+  fake.data.honour_end_batch = false;
+  CoordinatorClient client(fast_options(fake.address()));
+  v1::StreamShardRequest request;
+  request.set_end_batch(2);
+  auto reader = client.stream_shard(request);
+  EXPECT_EQ(reader->next()->batch_index(), 0);
+  EXPECT_EQ(reader->next()->batch_index(), 1);
+  EXPECT_FALSE(reader->next().has_value());
+}
+
+TEST(ShardReaderTest, AStreamThatEndsBeforeEndBatchIsAProtocolError) {
+  FakeCoordinator fake;
+  fake.data.break_after = 1000;
+  fake.data.end_early_at = 3;
+  CoordinatorClient client(fast_options(fake.address()));
+  v1::StreamShardRequest request;
+  request.set_start_batch(1);
+  request.set_end_batch(5);
+  auto reader = client.stream_shard(request);
+  EXPECT_EQ(reader->next()->batch_index(), 1);
+  EXPECT_EQ(reader->next()->batch_index(), 2);
+  const RpcError error = expect_rpc_error([&] { reader->next(); });
+  EXPECT_EQ(error.code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(std::string(error.what())
+                .find("the stream ended after batch 2 where it should have "
+                      "ended after batch 4"),
+            std::string::npos)
+      << error.what();
+}
+
 TEST(ShardReaderTest, ABatchOutOfOrderIsAProtocolError) {
   FakeCoordinator fake;
   fake.data.break_after = 1000;

@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -185,6 +186,12 @@ class FakeDataService final : public v1::DataService::Service {
   std::atomic<int> break_after{2};
   // Sends batch indices off by one (a protocol error) when set.
   std::atomic<bool> skip_a_batch{false};
+  // Stops before request.end_batch() like the real service; when false it
+  // sends to the end of the shard whatever end_batch says.
+  std::atomic<bool> honour_end_batch{true};
+  // >= 0: ends the stream, successfully, before this batch (a protocol error
+  // when the client asked for more).
+  std::atomic<int> end_early_at{-1};
 
   std::vector<std::int64_t> start_batches() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -200,7 +207,10 @@ class FakeDataService final : public v1::DataService::Service {
       start_batches_.push_back(request->start_batch());
     }
     int sent = 0;
-    for (std::int64_t index = request->start_batch(); index < kNumBatches; ++index) {
+    std::int64_t end = kNumBatches;
+    if (honour_end_batch && request->end_batch() > 0) end = std::min(end, request->end_batch());
+    if (end_early_at >= 0) end = std::min<std::int64_t>(end, end_early_at);
+    for (std::int64_t index = request->start_batch(); index < end; ++index) {
       if (call == 0 && sent == break_after.load()) {
         return {grpc::StatusCode::UNAVAILABLE, "scripted break"};
       }

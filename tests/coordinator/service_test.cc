@@ -170,6 +170,13 @@ TEST_F(ServiceTest, StreamShardRejectsBadRequests) {
        "kind must be"},
       {[](auto& r) { r.set_batch_size(200); }, grpc::StatusCode::INVALID_ARGUMENT, ""},
       {[](auto& r) { r.set_start_batch(1000); }, grpc::StatusCode::INVALID_ARGUMENT, ""},
+      {[](auto& r) { r.set_end_batch(-1); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "end_batch -1 must be 0 (the whole shard) or above start_batch 0"},
+      {[](auto& r) {
+         r.set_start_batch(2);
+         r.set_end_batch(2);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "end_batch 2 must be 0 (the whole shard) or above"},
   };
   for (std::size_t i = 0; i < cases.size(); ++i) {
     v1::StreamShardRequest request = shard_request("job", 0, 2, 8);
@@ -254,6 +261,48 @@ TEST_F(ServiceTest, EvalShardsCoverEverySampleOnceAndStartBatchResumes) {
   ASSERT_EQ(rest.size() + 2, all.size());
   EXPECT_EQ(rest[0].batch_index(), 2);
   EXPECT_EQ(rest[0].sample_indices(0), all[2].sample_indices(0));
+}
+
+TEST_F(ServiceTest, LabelsOnlyBatchesAndEndBatchServeTheSameSamples) {
+  start();
+  start_run("job", 2);
+  // 160 samples, global batch 2 x 12: 6 batches per rank.
+  const v1::StreamShardRequest whole = shard_request("job", 1, 2, 12);
+  const auto [full, status_full] = stream(*stubs_->data, whole);
+  ASSERT_TRUE(status_full.ok()) << status_full.error_message();
+  ASSERT_EQ(full.size(), 6u);
+
+  v1::StreamShardRequest labels_only = whole;
+  labels_only.set_labels_only(true);
+  const auto [bare, status_bare] = stream(*stubs_->data, labels_only);
+  ASSERT_TRUE(status_bare.ok()) << status_bare.error_message();
+  ASSERT_EQ(bare.size(), full.size());
+  for (std::size_t b = 0; b < full.size(); ++b) {
+    EXPECT_TRUE(bare[b].images().empty()) << "batch " << b;
+    EXPECT_FALSE(full[b].images().empty()) << "batch " << b;
+    v1::ShardBatch without_images = full[b];
+    without_images.clear_images();
+    EXPECT_EQ(bare[b].SerializeAsString(), without_images.SerializeAsString()) << "batch " << b;
+  }
+
+  // One batch again, with its images: what a trainer asks for when its
+  // cache lacks a row of a labels-only batch.
+  v1::StreamShardRequest one = whole;
+  one.set_start_batch(3);
+  one.set_end_batch(4);
+  const auto [single, status_single] = stream(*stubs_->data, one);
+  ASSERT_TRUE(status_single.ok()) << status_single.error_message();
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_EQ(single[0].SerializeAsString(), full[3].SerializeAsString());
+
+  // An end past the shard stops at the shard's end.
+  v1::StreamShardRequest past = whole;
+  past.set_start_batch(4);
+  past.set_end_batch(100);
+  const auto [tail, status_tail] = stream(*stubs_->data, past);
+  ASSERT_TRUE(status_tail.ok()) << status_tail.error_message();
+  ASSERT_EQ(tail.size(), 2u);
+  EXPECT_EQ(tail[1].SerializeAsString(), full[5].SerializeAsString());
 }
 
 v1::MetricsReport report(const std::string& run, int rank, std::int64_t step, bool end) {

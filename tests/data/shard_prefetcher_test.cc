@@ -146,6 +146,41 @@ TEST_F(ShardPrefetcherTest, ResumesFromStartBatch) {
   EXPECT_FALSE(prefetcher.next().has_value());
 }
 
+TEST_F(ShardPrefetcherTest, LabelsOnlyBatchesComeBareAndFetchWithImagesRestoresThemWhole) {
+  const AugmentSpec spec{true, 0.4F};
+  ShardPrefetcher whole(*client_, request(16), {2, spec, 10});
+  v1::StreamShardRequest bare_request = request(16);
+  bare_request.set_labels_only(true);
+  ShardPrefetcher bare(*client_, bare_request, {2, spec, 10});
+  std::int64_t batches = 0;
+  while (auto expected = whole.next()) {
+    auto batch = bare.next();
+    ASSERT_TRUE(batch.has_value()) << "batch " << batches;
+    EXPECT_EQ(batch->batch_index, expected->batch_index);
+    EXPECT_EQ(batch->num_batches, expected->num_batches);
+    EXPECT_EQ(batch->count, expected->count);
+    EXPECT_EQ(batch->labels, expected->labels);
+    EXPECT_EQ(batch->sample_indices, expected->sample_indices);
+    EXPECT_TRUE(batch->images.empty());
+    EXPECT_TRUE(batch->pixels.empty());
+    // Every other batch asked for again, out of order with the stream: the
+    // same images, augmented the same way, as the prefetcher with images.
+    if (batches % 2 == 1) {
+      const Batch again = bare.fetch_with_images(batch->batch_index);
+      EXPECT_EQ(again.batch_index, expected->batch_index);
+      EXPECT_EQ(again.sample_indices, expected->sample_indices);
+      EXPECT_EQ(again.labels, expected->labels);
+      EXPECT_EQ(again.pixels, expected->pixels);
+      EXPECT_EQ(again.images, expected->images) << "batch " << batches;
+    }
+    bare.recycle(std::move(*batch));
+    ++batches;
+  }
+  EXPECT_EQ(batches, kTrainRecords / 32);
+  EXPECT_FALSE(bare.next().has_value());
+  EXPECT_THROW(bare.fetch_with_images(batches), std::runtime_error);  // past the shard
+}
+
 TEST_F(ShardPrefetcherTest, NeverReadsMoreThanQueueDepthAhead) {
   constexpr int kDepth = 3;
   ShardPrefetcher prefetcher(*client_, request(1, false), {kDepth, {}, 10});

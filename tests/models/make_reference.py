@@ -5,7 +5,10 @@ Run with Debian's /usr/bin/python3 (python3-torchvision). In --out DIR:
   weights.pt    torch.save(state_dict) of a seeded random model whose BatchNorm
                 affine parameters and running statistics are perturbed, so a
                 wrong eps, momentum or eval/train mode shows in the logits.
-  reference.pt  torch.save({"input": x, "logits": eval-mode logits}).
+  reference.pt  torch.save({"input": x, "logits": eval-mode logits}); for
+                efficientnet_b0 also "logits_float64": the same network in
+                float64 (rounded to float32), the answer float32 arithmetic
+                in any order (e.g. with BatchNorm folded) approximates.
   base.pt       (--arch resnet18 only) TorchScript base: resnet18 with fc
                 replaced by identity. Its weights.pt then holds our
                 TransferModel's names: base.* plus classifier.1.*.
@@ -21,8 +24,9 @@ Run with Debian's /usr/bin/python3 (python3-torchvision). In --out DIR:
   reference.json  {"image.png": [p_0, ...], "small.png": [...]}: softmax of
                 the eval-mode logits after the ImageNet preprocessing.
 """
-import json
 import argparse
+import copy
+import json
 import os
 import sys
 
@@ -123,11 +127,13 @@ def main():
 
     if args.arch == "predict":
         return write_predict_reference(args, generator)
+    reference = {}
     if args.arch == "efficientnet_b0":
         model = torchvision.models.efficientnet_b0(num_classes=args.num_classes)
         perturb_batchnorm(model, generator, args.image_size)
         with torch.no_grad():
             logits = model(x)
+            reference["logits_float64"] = copy.deepcopy(model).double()(x.double()).float()
         torch.save(model.state_dict(), os.path.join(args.out, "weights.pt"))
     else:
         base = torchvision.models.resnet18()
@@ -143,7 +149,8 @@ def main():
         state["classifier.1.bias"] = head.bias.detach()
         torch.save(state, os.path.join(args.out, "weights.pt"))
 
-    torch.save({"input": x, "logits": logits}, os.path.join(args.out, "reference.pt"))
+    reference.update(input=x, logits=logits)
+    torch.save(reference, os.path.join(args.out, "reference.pt"))
     return 0
 
 

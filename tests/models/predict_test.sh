@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # `trainer predict` against torchvision on the same pixels: probabilities
-# within 1e-5 relative for a 224x224 PNG (no resize) and a 61x97 PNG (bilinear
+# within 1e-3 relative for a 224x224 PNG (no resize) and a 61x97 PNG (bilinear
 # resize), the --json format, a model file from Python with labels, JPEG
 # input, and the errors a user can cause.
+# Why 1e-3 and not float32's last bits: predict runs B0 in eval mode, where
+# each BatchNorm is folded into its convolution (trainer/models/
+# conv_bn_activation.h), which rounds differently from torchvision; the
+# reference network's randomly moved BN statistics amplify that to 1.7e-4 on
+# image.png (torchvision's own channels-last differs from its NCHW by 6e-5; a
+# preprocessing mistake differs by far more than 1e-3).
 # usage: predict_test.sh BIN_DIR MAKE_REFERENCE_PY
 source "$(dirname "$0")/../e2e/lib.sh"
 BIN=$1
@@ -26,7 +32,7 @@ expected_order = sorted(range(len(reference)), key=lambda i: (-reference[i], i))
 scale = max(abs(r) for r in reference)
 error = max(abs(p["probability"] - reference[p["index"]]) for p in predictions) / scale
 print(f"{sys.argv[3]}: predict vs torchvision relative error {error:.3g}")
-assert error < 1e-5, error
+assert error < 1e-3, error
 assert [p["index"] for p in predictions] == expected_order, "order differs"
 PY
 }

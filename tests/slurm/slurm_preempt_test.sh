@@ -31,10 +31,13 @@ id=$(cd "$TMP" && XFER_RUN_NAME=pre XFER_RUN_DIR="$run" XFER_BIN="$BIN" \
   sbatch --parsable --nodes=1 --ntasks-per-node=2 --gpus-per-node=2 --cpus-per-task=1 --time=10 \
   --output="$out" "$SRC/slurm/train.sbatch" -- --dataset shapes --num-classes 10 --image-size 32 \
   --batch-size 16 --head-epochs 2 --finetune-epochs 1 --finetune-lr 1e-4 --seed 11 \
-  --progress-every 0 | cut -d';' -f1) || fail "sbatch failed"
+  --progress-every 0 --test-step-delay-ms 150 | cut -d';' -f1) || fail "sbatch failed"
 [[ "$id" =~ ^[0-9]+$ ]] || fail "sbatch printed '$id', not a job id"
 
-# Mid-epoch: once rank 0 has printed step 5 of head epoch 1.
+# Mid-epoch: once rank 0 has printed step 5 of head epoch 1. Each step sleeps
+# 150 ms (--test-step-delay-ms), so the 10 steps left of the epoch give the
+# signal 1.5 s to get through scancel, the batch script and srun however fast
+# the machine trains (a head step alone takes ~15 ms here).
 for _ in $(seq 1 600); do
   grep -Eq "head 1/2 +5/15" "$out" 2>/dev/null && break
   [[ "$(slurm_job_field "$id" JobState)" =~ ^(RUNNING|PENDING|CONFIGURING)$ ]] ||

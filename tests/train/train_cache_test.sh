@@ -6,7 +6,10 @@
 # every row goes through the spill file, the result is the same and the
 # file is gone afterwards. Brightness: auto leaves the phase uncached and
 # says why; --cache-features on drops brightness in the head phase and says so.
-# Without flips one view per sample is cached, with the same result.
+# Without flips one view per sample is cached, with the same result. Later
+# epochs stream labels only; a batch with a sample never cached (an epoch
+# drops other samples when the batch leaves a remainder) is fetched again
+# with its images, with the same result.
 # usage: train_cache_test.sh BIN_DIR MPIEXEC SOURCE_DIR
 source "$(dirname "$0")/train_lib.sh"
 
@@ -72,4 +75,23 @@ diff=$(py "$HERE/model_files.py" max-diff "$TMP/none-off/model.pt" "$TMP/none/mo
 echo "max |uncached - cached|, no flips = $diff"
 py -c "import sys; sys.exit(0 if float('$diff') <= 1e-5 else 1)" ||
   fail "without flips the cached head phase differs from the uncached one by $diff (> 1e-5)"
+# Epochs after the first stream labels only. With a batch that leaves a
+# remainder (960 = 34 x 28 + 8), each epoch drops other samples, so a later
+# epoch meets samples epoch 1 never cached: their batches are fetched again
+# with images, and the result is still the uncached one's.
+odd=(--dataset shapes --num-classes 10 --image-size 32 --batch-size 14 --head-epochs 3
+     --finetune-epochs 0 --seed 5 --dropout 0.3 --augment flip)
+train 2 "$TMP/odd-off.log" --run-name odd-off --run-dir "$TMP/odd-off" "${odd[@]}" \
+  --cache-features off || { cat "$TMP/odd-off.log"; fail "the uncached run with a remainder failed"; }
+train 2 "$TMP/odd.log" --run-name odd --run-dir "$TMP/odd" "${odd[@]}" ||
+  { cat "$TMP/odd.log"; fail "the cached run with a remainder failed"; }
+grep "feature cache after" "$TMP/odd.log"
+refetched=$(grep "feature cache after" "$TMP/odd.log" | sed -n 's/.*; \([0-9]*\) labels-only batches fetched again.*/\1/p' |
+  awk '{ s += $1 } END { print s + 0 }')
+echo "labels-only batches fetched again: $refetched"
+[[ "$refetched" -gt 0 ]] || fail "no labels-only batch was fetched again, though epochs drop other samples"
+diff=$(py "$HERE/model_files.py" max-diff "$TMP/odd-off/model.pt" "$TMP/odd/model.pt")
+echo "max |uncached - cached|, remainder = $diff"
+py -c "import sys; sys.exit(0 if float('$diff') <= 1e-5 else 1)" ||
+  fail "with batches fetched again the cached head phase differs from the uncached one by $diff"
 echo "PASS"

@@ -2,8 +2,9 @@
 # A worker killed: rank 1 of a 2-rank job is SIGKILLed in the middle of head
 # epoch 2, after epoch 1's checkpoint was stored. Asserts: mpirun exits
 # non-zero within 60 s, its output names rank 1, and no trainer process of
-# the job is left; the coordinator (--rank-timeout 10) marks the run FAILED
-# naming rank 1 within the timeout plus a margin; `--resume latest` resumes
+# the job is left; the run is FAILED naming rank 1 within the coordinator's
+# rank timeout (--rank-timeout 10) plus a margin (by rank 0, which sees rank
+# 1's process gone, or by that timeout, whichever comes first); `--resume latest` resumes
 # after epoch 1 (at most one epoch of work lost) and completes the run; the
 # run's events say failed, then resumed; the metrics history has every
 # (phase, epoch, split) exactly once, each train epoch with all its samples.
@@ -128,10 +129,22 @@ until ctl --json status wk >"$TMP/failed.json" 2>/dev/null &&
   sleep 0.5
 done
 echo "run wk FAILED $((SECONDS - killed_at)) s after the kill"
-expect_contains "$TMP/failed.json" "rank 1 of 2 not heard from for"
-expect_contains "$TMP/coordinator.log" "marked FAILED: rank 1 of 2 not heard from"
+# Who says it first is a race, and either names rank 1: rank 0, when it sees
+# rank 1's process gone (about a second into a collective) and ends the run
+# before mpirun kills it; else the coordinator, when rank 1's heartbeats stop
+# for the rank timeout. (The hung rank below leaves the coordinator alone to
+# notice.)
 ctl status wk >"$TMP/failed.txt" || fail "coordctl status wk"
-expect_contains "$TMP/failed.txt" "rank 1 of 2 not heard from for"
+if grep -q "rank 1 of 2 not heard from for" "$TMP/failed.json"; then
+  echo "the coordinator's rank timeout failed the run"
+  expect_contains "$TMP/coordinator.log" "marked FAILED: rank 1 of 2 not heard from"
+  expect_contains "$TMP/failed.txt" "rank 1 of 2 not heard from for"
+else
+  echo "rank 0 failed the run"
+  expect_contains "$TMP/failed.json" "rank 1 (pid $victim on "
+  expect_contains "$TMP/failed.json" "is no longer running (killed or crashed)"
+  expect_contains "$TMP/failed.txt" "rank 1 (pid $victim on "
+fi
 
 # --resume latest continues after epoch 1 and completes the run.
 train 2 "$TMP/resume.log" "${common[@]}" --resume latest ||

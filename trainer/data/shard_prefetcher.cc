@@ -12,7 +12,7 @@ namespace xfer::trainer::data {
 
 ShardPrefetcher::ShardPrefetcher(coordinator::client::CoordinatorClient& client,
                                  const v1::StreamShardRequest& request, PrefetchOptions options)
-    : request_(request), options_(std::move(options)) {
+    : client_(client), request_(request), options_(std::move(options)) {
   if (options_.queue_depth < 1) {
     throw std::invalid_argument("prefetch queue depth " + std::to_string(options_.queue_depth) +
                                 " must be >= 1");
@@ -44,22 +44,24 @@ ShardPrefetcher::~ShardPrefetcher() {
   thread_.join();
 }
 
-void ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expected_index,
-                             Batch& batch) const {
+void ShardPrefetcher::decode(const v1::StreamShardRequest& request, const v1::ShardBatch& message,
+                             std::int64_t expected_index, Batch& batch) const {
   const std::string where =
-      "split '" + request_.split() + "' epoch " + std::to_string(request_.epoch()) + " rank " +
-      std::to_string(request_.rank()) + " batch " + std::to_string(message.batch_index());
+      "split '" + request.split() + "' epoch " + std::to_string(request.epoch()) + " rank " +
+      std::to_string(request.rank()) + " batch " + std::to_string(message.batch_index());
   if (message.batch_index() != expected_index) {
     throw std::runtime_error(where + ": arrived out of order (expected batch " +
                              std::to_string(expected_index) + ")");
   }
   const auto count = static_cast<std::int64_t>(message.count());
-  if (count < 1 || static_cast<std::int64_t>(message.images().size()) != count * kImageBytes ||
+  const bool with_images = !request.labels_only();
+  const std::int64_t image_bytes = with_images ? count * kImageBytes : 0;
+  if (count < 1 || static_cast<std::int64_t>(message.images().size()) != image_bytes ||
       static_cast<std::int64_t>(message.labels().size()) != count ||
       message.sample_indices_size() != count) {
     throw std::runtime_error(where + ": malformed: count " + std::to_string(count) + ", " +
                              std::to_string(message.images().size()) + " image bytes (expected " +
-                             std::to_string(count * kImageBytes) + "), " +
+                             std::to_string(image_bytes) + "), " +
                              std::to_string(message.labels().size()) + " labels, " +
                              std::to_string(message.sample_indices_size()) + " sample indices");
   }
@@ -80,12 +82,17 @@ void ShardPrefetcher::decode(const v1::ShardBatch& message, std::int64_t expecte
     }
     batch.labels.push_back(label);
   }
+  batch.layout = options_.input;
+  if (!with_images) {
+    batch.pixels.clear();
+    batch.images.clear();
+    return;
+  }
   const auto* bytes = reinterpret_cast<const std::uint8_t*>(message.images().data());
   batch.pixels.assign(bytes, bytes + count * kImageBytes);
-  batch.layout = options_.input;
   batch.images.resize(model_input_floats(count, kImageChannels, options_.input));
   make_model_input(bytes, count, kImageChannels, kImageSide, kImageSide,
-                   batch.sample_indices.data(), options_.augment, request_.seed(), request_.epoch(),
+                   batch.sample_indices.data(), options_.augment, request.seed(), request.epoch(),
                    options_.input, batch.images.data());
 }
 
@@ -116,7 +123,7 @@ void ShardPrefetcher::produce() {
           spare_.pop_back();
         }
       }
-      decode(*message, expected++, batch);
+      decode(request_, *message, expected++, batch);
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) break;
       queue_.push_back(std::move(batch));
@@ -158,6 +165,24 @@ void ShardPrefetcher::recycle(Batch&& batch) {
   if (spare_.size() < static_cast<std::size_t>(options_.queue_depth)) {
     spare_.push_back(std::move(batch));
   }
+}
+
+Batch ShardPrefetcher::fetch_with_images(std::int64_t batch_index) {
+  v1::StreamShardRequest request = request_;
+  request.set_labels_only(false);
+  request.set_start_batch(batch_index);
+  request.set_end_batch(batch_index + 1);
+  std::unique_ptr<coordinator::client::ShardReader> reader = client_.stream_shard(request);
+  std::optional<v1::ShardBatch> message = reader->next();
+  if (!message) {
+    throw std::runtime_error(
+        "split '" + request.split() + "' epoch " + std::to_string(request.epoch()) + " rank " +
+        std::to_string(request.rank()) + ": batch " + std::to_string(batch_index) +
+        " asked for again with its images did not come (the stream ended)");
+  }
+  Batch batch;
+  decode(request, *message, batch_index, batch);
+  return batch;
 }
 
 double ShardPrefetcher::wait_ms() const {

@@ -42,7 +42,8 @@ struct Batch {
   std::int64_t num_batches = 0;  // in this rank's shard
   int count = 0;
   // count x 3 x layout.size x layout.size, augmented, in the layout's order
-  // and scale (PrefetchOptions::input).
+  // and scale (PrefetchOptions::input). Empty, like `pixels`, when the
+  // request was labels_only.
   std::vector<float> images;
   InputLayout layout;
   std::vector<std::uint8_t> pixels;  // count x 3 x 32 x 32 as streamed: not augmented
@@ -65,8 +66,9 @@ struct PrefetchOptions {
 class ShardPrefetcher {
  public:
   // Opens the stream and starts the thread. Augmentation draws with
-  // (request.seed(), request.epoch()). Throws std::invalid_argument for bad
-  // options.
+  // (request.seed(), request.epoch()). With request.labels_only() batches
+  // come without images (fetch_with_images gets one back whole). Throws
+  // std::invalid_argument for bad options. `client` must outlive this.
   ShardPrefetcher(coordinator::client::CoordinatorClient& client,
                   const v1::StreamShardRequest& request, PrefetchOptions options);
   // Cancels the stream, wakes and joins the thread; returns promptly (within
@@ -86,6 +88,14 @@ class ShardPrefetcher {
   // steady epoch allocates no batch memory. Optional.
   void recycle(Batch&& batch);
 
+  // Batch `batch_index` of this shard once more, with its images, augmented
+  // exactly as a request with images would have delivered it. Reads it
+  // synchronously on the caller's thread over a stream of its own (the
+  // prefetch thread goes on meanwhile). For the consumer of a labels_only
+  // prefetcher that finds it lacks what it needs of a batch's images.
+  // Throws like next().
+  Batch fetch_with_images(std::int64_t batch_index);
+
   // Milliseconds next() has spent waiting for the thread so far.
   double wait_ms() const;
   // How often the stream was re-opened after a failure (as of the thread's
@@ -101,10 +111,13 @@ class ShardPrefetcher {
 
  private:
   void produce();
-  // Fills `batch` (reusing its buffers) from the message.
-  void decode(const v1::ShardBatch& message, std::int64_t expected_index, Batch& batch) const;
+  // Fills `batch` (reusing its buffers) from the message, an answer to
+  // `request`.
+  void decode(const v1::StreamShardRequest& request, const v1::ShardBatch& message,
+              std::int64_t expected_index, Batch& batch) const;
 
   // Constant after construction.
+  coordinator::client::CoordinatorClient& client_;
   const v1::StreamShardRequest request_;
   const PrefetchOptions options_;
   std::unique_ptr<coordinator::client::ShardReader> reader_;

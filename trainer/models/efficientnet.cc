@@ -10,20 +10,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-// torchvision's Conv2dNormActivation: conv (no bias, "same" padding for odd
-// kernels) + BatchNorm2d [+ SiLU]. Children are named 0, 1[, 2].
-SequentialBlock conv_bn(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
-                        bool silu) {
-  SequentialBlock seq(nn::Conv2d(nn::Conv2dOptions(in, out, kernel)
-                                     .stride(stride)
-                                     .padding((kernel - 1) / 2)
-                                     .groups(groups)
-                                     .bias(false)),
-                      nn::BatchNorm2d(nn::BatchNorm2dOptions(out).eps(1e-5).momentum(0.1)));
-  if (silu) seq->push_back(nn::SiLU());
-  return seq;
-}
-
 struct StageSpec {
   double expand_ratio;
   int64_t kernel;
@@ -86,14 +72,17 @@ MBConvImpl::MBConvImpl(const MBConvConfig& config, double stochastic_depth_prob)
   }
   const int64_t expanded =
       make_divisible(static_cast<double>(config.input_channels) * config.expand_ratio, 8);
+  const bool fold = config.fold_frozen_batch_norm;
   SequentialBlock block;
   if (expanded != config.input_channels) {
-    block->push_back(conv_bn(config.input_channels, expanded, 1, 1, 1, /*silu=*/true));
+    block->push_back(ConvBnActivation(config.input_channels, expanded, /*kernel=*/1, /*stride=*/1,
+                                      /*groups=*/1, /*silu=*/true, fold));
   }
-  block->push_back(
-      conv_bn(expanded, expanded, config.kernel, config.stride, /*groups=*/expanded, true));
+  block->push_back(ConvBnActivation(expanded, expanded, config.kernel, config.stride,
+                                    /*groups=*/expanded, /*silu=*/true, fold));
   block->push_back(SqueezeExcitation(expanded, std::max<int64_t>(1, config.input_channels / 4)));
-  block->push_back(conv_bn(expanded, config.out_channels, 1, 1, 1, /*silu=*/false));
+  block->push_back(ConvBnActivation(expanded, config.out_channels, /*kernel=*/1, /*stride=*/1,
+                                    /*groups=*/1, /*silu=*/false, fold));
   block_ = register_module("block", block);
   stochastic_depth_ = register_module("stochastic_depth", StochasticDepth(stochastic_depth_prob));
 }
@@ -107,17 +96,19 @@ torch::Tensor MBConvImpl::forward(const torch::Tensor& input) {
   return result;
 }
 
-SequentialBlock make_efficientnet_b0_features(double stochastic_depth_prob) {
+SequentialBlock make_efficientnet_b0_features(double stochastic_depth_prob,
+                                              bool fold_frozen_batch_norm) {
   SequentialBlock features;
-  features->push_back(conv_bn(3, kB0Stages[0].input_channels, 3, 2, 1, /*silu=*/true));
+  features->push_back(ConvBnActivation(3, kB0Stages[0].input_channels, /*kernel=*/3, /*stride=*/2,
+                                       /*groups=*/1, /*silu=*/true, fold_frozen_batch_norm));
   int64_t total_blocks = 0;
   for (const auto& stage : kB0Stages) total_blocks += stage.num_layers;
   int64_t block_id = 0;
   for (const auto& stage : kB0Stages) {
     SequentialBlock blocks;
     for (int64_t i = 0; i < stage.num_layers; ++i) {
-      MBConvConfig config{stage.expand_ratio, stage.kernel, stage.stride, stage.input_channels,
-                          stage.out_channels};
+      MBConvConfig config{stage.expand_ratio,   stage.kernel,       stage.stride,
+                          stage.input_channels, stage.out_channels, fold_frozen_batch_norm};
       // Later blocks of a stage keep the resolution and take the stage's width.
       if (i > 0) {
         config.input_channels = stage.out_channels;
@@ -131,7 +122,8 @@ SequentialBlock make_efficientnet_b0_features(double stochastic_depth_prob) {
     features->push_back(blocks);
   }
   const int64_t last_in = kB0Stages[std::size(kB0Stages) - 1].out_channels;
-  features->push_back(conv_bn(last_in, 4 * last_in, 1, 1, 1, /*silu=*/true));
+  features->push_back(ConvBnActivation(last_in, 4 * last_in, /*kernel=*/1, /*stride=*/1,
+                                       /*groups=*/1, /*silu=*/true, fold_frozen_batch_norm));
   return features;
 }
 
@@ -157,8 +149,9 @@ EfficientNetB0Impl::EfficientNetB0Impl(const EfficientNetOptions& options) {
     throw std::invalid_argument("EfficientNet-B0 num_classes must be >= 1, got " +
                                 std::to_string(options.num_classes));
   }
-  features_ =
-      register_module("features", make_efficientnet_b0_features(options.stochastic_depth_prob));
+  features_ = register_module(
+      "features",
+      make_efficientnet_b0_features(options.stochastic_depth_prob, options.fold_frozen_batch_norm));
   classifier_ = register_module("classifier",
                                 nn::Sequential(nn::Dropout(nn::DropoutOptions(options.dropout)),
                                                nn::Linear(kFeatureChannels, options.num_classes)));

@@ -12,12 +12,20 @@
 //   features.8        Conv1x1 (320->1280) + BN + SiLU
 //   avgpool, classifier = Dropout(0.2), Linear(1280 -> num_classes)
 // BatchNorm: eps 1e-5, momentum 0.1 (PyTorch defaults, which B0 uses).
+//
+// Every conv + BN [+ SiLU] (features.0, the expand, depthwise and project
+// convs of each block, features.8) is a ConvBnActivation, which folds the
+// BatchNorm into the convolution whenever the BatchNorm is in eval mode
+// (conv_bn_activation.h): evaluation, and TransferModel's head and finetune
+// phases. The squeeze-excitation convs (with bias, no BN) are plain Conv2d.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <utility>
+
+#include "trainer/models/conv_bn_activation.h"
 
 namespace xfer::trainer::models {
 
@@ -70,6 +78,8 @@ struct MBConvConfig {
   int64_t stride = 1;
   int64_t input_channels = 0;
   int64_t out_channels = 0;
+  // Fold each BatchNorm into its convolution while the BN is in eval mode.
+  bool fold_frozen_batch_norm = true;
 };
 
 class MBConvImpl : public torch::nn::Module {
@@ -91,6 +101,10 @@ struct EfficientNetOptions {
   double dropout = 0.2;
   // Largest stochastic depth probability (for the last block). Default: 0.2.
   double stochastic_depth_prob = 0.2;
+  // Fold each BatchNorm into its convolution while the BN is in eval mode
+  // (conv_bn_activation.h); off: conv -> bn always. Same numbers up to float
+  // rounding, same state dict. Default: true.
+  bool fold_frozen_batch_norm = true;
 };
 
 // EfficientNet-B0. Submodules: `features`, `classifier` (names as torchvision).
@@ -115,7 +129,8 @@ class EfficientNetB0Impl : public torch::nn::Module {
 TORCH_MODULE(EfficientNetB0);
 
 // Builds B0's `features` Sequential on its own (for TransferModel).
-SequentialBlock make_efficientnet_b0_features(double stochastic_depth_prob = 0.2);
+SequentialBlock make_efficientnet_b0_features(double stochastic_depth_prob = 0.2,
+                                              bool fold_frozen_batch_norm = true);
 
 // Initialises every Conv2d, BatchNorm2d and Linear below `module` the way
 // torchvision's EfficientNet constructor does.

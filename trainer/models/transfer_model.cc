@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "trainer/models/counter_dropout.h"
 #include "trainer/models/efficientnet.h"
 
 namespace xfer::trainer::models {
@@ -72,7 +73,8 @@ TransferModelImpl::TransferModelImpl(const TransferModelOptions& options) : opti
                                   " is only for --arch torchscript, not efficientnet_b0");
     }
     features_ =
-        register_module("features", make_efficientnet_b0_features(options.stochastic_depth_prob));
+        register_module("features", make_efficientnet_b0_features(options.stochastic_depth_prob,
+                                                                  options.fold_frozen_batch_norm));
     base_ = features_.ptr();
     init_efficientnet_weights(*features_);
     feature_channels_ = EfficientNetB0Impl::kFeatureChannels;
@@ -132,8 +134,8 @@ TransferModelImpl::TransferModelImpl(const TransferModelOptions& options) : opti
     nn::init::uniform_(linear->weight, -range, range);
     nn::init::zeros_(linear->bias);
   }
-  classifier_ = register_module(
-      "classifier", nn::Sequential(nn::Dropout(nn::DropoutOptions(options.dropout)), linear));
+  classifier_ =
+      register_module("classifier", nn::Sequential(CounterDropout(options.dropout), linear));
   set_phase(options.phase);
 }
 

@@ -6,6 +6,8 @@
 //         torchscript: any module exported by tools/export_weights.py
 //         (registered as `base.<its names>`).
 //   head  global average pool -> Dropout(p) -> Linear(C -> num_classes),
+//         the dropout a CounterDropout (counter_dropout.h: torch::dropout's
+//         semantics, a cheaper mask),
 //         registered as `classifier.0`/`classifier.1` like torchvision's.
 //
 // Phases (set_phase is the only switch; train()/eval() keep honouring it):
@@ -13,6 +15,14 @@
 //   kFinetune  all but BatchNorm trains: BN weight/bias requires_grad=false,
 //              BN modules always in eval mode so running stats never change.
 //   kFull      everything trains, BN in train mode (training from scratch).
+//
+// BatchNorm folding (efficientnet_b0 only): whenever a BN is in eval mode
+// (kHead, kFinetune, and eval() in any phase) it is folded into the
+// convolution before it, W * s and beta - mean * s computed from the live
+// parameters in every forward (conv_bn_activation.h); kFull in train mode
+// runs conv -> BN unfolded. Names, state dicts and gradients are unchanged up
+// to float rounding. The torchscript base is never folded: it runs the
+// script's own graph.
 //
 // For the data-parallel Reducer: parameters() lists every parameter in a
 // fixed registration order (base first, then head) whatever the phase; the
@@ -56,6 +66,9 @@ struct TransferModelOptions {
   int64_t dry_run_image_size = 224;
   // Phase after construction. Default: kHead.
   Phase phase = Phase::kHead;
+  // Fold BatchNorm into the convolution while the BN is in eval mode
+  // (efficientnet_b0; ignored for torchscript). Default: true.
+  bool fold_frozen_batch_norm = true;
 };
 
 struct ParameterCounts {

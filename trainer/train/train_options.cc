@@ -134,6 +134,10 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
                  "tests: the last rank acts as if it got SIGUSR1 after N steps of this attempt")
       ->check(CLI::NonNegativeNumber)
       ->group("Testing");
+  cmd.add_option("--test-step-delay-ms", o.step_delay_ms,
+                 "tests: sleep this long after every optimizer step (to signal a job mid-epoch)")
+      ->check(CLI::Range(0, 10000))
+      ->group("Testing");
   dist::add_dist_flags(cmd, o.dist);
   common::add_log_level_flag(cmd, o.log_level);
 }

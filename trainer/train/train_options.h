@@ -132,6 +132,10 @@ struct TrainOptions {
   // after this many optimizer steps of this attempt (the job then stores a
   // mid-epoch checkpoint and exits kExitPreempted). 0: never. Default: 0.
   std::int64_t preempt_after_steps = 0;
+  // For tests that must signal a job mid-epoch from outside (Slurm's
+  // scancel): every optimizer step sleeps this long, so an epoch lasts
+  // however fast the machine trains. 0: no delay. Default: 0.
+  int step_delay_ms = 0;
 
   dist::DistOptions dist;
   std::string log_level = "info";

@@ -1,6 +1,5 @@
 #include "trainer/train/training_job.h"
 
-#include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -18,6 +17,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -33,12 +33,14 @@
 #include "trainer/evaluation/report_files.h"
 #include "trainer/evaluation/report_format.h"
 #include "trainer/evaluation/report_proto.h"
+#include "trainer/models/autocast_scope.h"
 #include "trainer/models/preprocess.h"
 #include "trainer/models/state_dict.h"
 #include "trainer/models/transfer_model.h"
 #include "trainer/train/checkpoint_codec.h"
 #include "trainer/train/collective.h"
 #include "trainer/train/feature_cache.h"
+#include "trainer/train/fused_adam.h"
 #include "trainer/train/heartbeat.h"
 #include "trainer/train/prediction_samples.h"
 #include "trainer/train/preemption.h"
@@ -108,43 +110,6 @@ std::uint64_t dropout_seed(std::uint64_t seed, int global_epoch, int rank, std::
                      static_cast<std::uint64_t>(rank)) ^
                mix64(static_cast<std::uint64_t>(step)));
 }
-
-// bf16 autocast of the forward passes in its scope (--precision bf16), on
-// the device the job runs on; backward runs outside it, as PyTorch's AMP
-// recipe does. Does nothing when off.
-class AutocastScope {
- public:
-  AutocastScope(bool on, bool cuda) : on_(on), cuda_(cuda) {
-    if (!on_) return;
-    if (cuda_) {
-      previous_ = at::autocast::is_enabled();
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      previous_ = at::autocast::is_cpu_enabled();
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-    at::autocast::increment_nesting();
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    // The cast weights are cached for the scope only: they change every step.
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (cuda_) {
-      at::autocast::set_enabled(previous_);
-    } else {
-      at::autocast::set_cpu_enabled(previous_);
-    }
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool on_;
-  bool cuda_;
-  bool previous_ = false;
-};
 
 // Keras' inverse-time decay: the rate of the phase's step k (0-based).
 double learning_rate(const PhaseSchedule& schedule, std::int64_t k) {
@@ -318,11 +283,17 @@ class TrainingJob {
   void plan_feature_cache();
   // The head's input for a train batch: from the cache when every (sample,
   // flip) of it is there; otherwise the base runs on the batch and on its
-  // mirror image, and both views of every sample are cached.
-  torch::Tensor train_features(const data::Batch& batch, int global_epoch);
+  // mirror image, and both views of every sample are cached. A batch that
+  // came without images (labels_only) and lacks a row is fetched again
+  // whole from `prefetcher` into `batch`.
+  torch::Tensor train_features(data::Batch& batch, int global_epoch,
+                               data::ShardPrefetcher& prefetcher);
   // The logits of an evaluation batch; validation in the head phase goes
-  // through the cache.
-  torch::Tensor eval_logits(const data::Batch& batch, bool cached);
+  // through the cache (and fetches a labels-only batch again like
+  // train_features).
+  torch::Tensor eval_logits(data::Batch& batch, bool cached, data::ShardPrefetcher& prefetcher);
+  // `batch` again with its images, for a labels-only batch that lacks rows.
+  void fetch_images(data::Batch& batch, data::ShardPrefetcher& prefetcher);
   // Collective, at the end of every cached epoch: each rank sends the rows
   // it computed to every other, so from the next epoch on every rank finds
   // every sample's features whatever its shard.
@@ -371,6 +342,11 @@ class TrainingJob {
   std::vector<float> cache_rows_;             // scratch: one batch of rows
   std::vector<std::int64_t> cache_keys_;      // scratch: one batch of keys
   FeatureCacheStats cache_stats_mark_;
+  // Every train (val) sample's rows were cached by an earlier pass of this
+  // phase: later passes stream labels only (StreamShardRequest.labels_only).
+  bool cache_holds_train_ = false;
+  bool cache_holds_val_ = false;
+  std::int64_t cache_refetched_batches_ = 0;  // since the last stats line
   std::string last_checkpoint_id_;
   double best_val_loss_in_phase_ = std::numeric_limits<double>::infinity();
   double last_lr_ = 0.0;
@@ -846,7 +822,19 @@ void TrainingJob::plan_feature_cache() {
   }
 }
 
-torch::Tensor TrainingJob::train_features(const data::Batch& batch, int global_epoch) {
+void TrainingJob::fetch_images(data::Batch& batch, data::ShardPrefetcher& prefetcher) {
+  data::Batch whole = prefetcher.fetch_with_images(batch.batch_index);
+  if (whole.sample_indices != batch.sample_indices) {
+    throw std::runtime_error("batch " + std::to_string(batch.batch_index) +
+                             " asked for again with its images holds other samples than the "
+                             "labels-only batch (the coordinator's shard order changed)");
+  }
+  batch = std::move(whole);
+  ++cache_refetched_batches_;
+}
+
+torch::Tensor TrainingJob::train_features(data::Batch& batch, int global_epoch,
+                                          data::ShardPrefetcher& prefetcher) {
   const std::int64_t width = cache_->width();
   const auto count = static_cast<std::size_t>(batch.count);
   cache_rows_.resize(count * static_cast<std::size_t>(width));
@@ -872,6 +860,7 @@ torch::Tensor TrainingJob::train_features(const data::Batch& batch, int global_e
   // mirror image too (the other flip of the same sample, so later epochs find
   // either), both views in one batch of 2N. Without flips no epoch ever asks
   // for the mirror: one view is all there is to compute.
+  if (batch.images.empty()) fetch_images(batch, prefetcher);
   const torch::Tensor input = to_input(batch);
   const bool both_views = head_augment_.flip;
   const torch::Tensor features = model_->pooled_features(
@@ -891,7 +880,8 @@ torch::Tensor TrainingJob::train_features(const data::Batch& batch, int global_e
   return given;
 }
 
-torch::Tensor TrainingJob::eval_logits(const data::Batch& batch, bool cached) {
+torch::Tensor TrainingJob::eval_logits(data::Batch& batch, bool cached,
+                                       data::ShardPrefetcher& prefetcher) {
   if (!cached) return model_->forward(to_input(batch));
   const std::int64_t width = cache_->width();
   const auto count = static_cast<std::size_t>(batch.count);
@@ -907,6 +897,7 @@ torch::Tensor TrainingJob::eval_logits(const data::Batch& batch, bool cached) {
             .clone()
             .to(device_));
   }
+  if (batch.images.empty()) fetch_images(batch, prefetcher);
   const torch::Tensor features = model_->pooled_features(to_input(batch));
   const torch::Tensor features_cpu = features.to(torch::kCPU, torch::kFloat32).contiguous();
   for (std::size_t i = 0; i < count; ++i) {
@@ -968,13 +959,17 @@ void TrainingJob::log_cache_stats(const std::string& what) {
   const FeatureCacheStats now = cache_->stats();
   const std::int64_t hits = now.hits - cache_stats_mark_.hits;
   const std::int64_t misses = now.misses - cache_stats_mark_.misses;
+  const std::int64_t refetched = cache_refetched_batches_;
   cache_stats_mark_ = now;
+  cache_refetched_batches_ = 0;
   if (world_.rank() != 0) return;
   spdlog::info(
       "feature cache {}: {} rows ({} on disk, {:.0f} MiB in memory); lookups since the last "
-      "line: {} hits, {} misses ({:.1f}% hits)",
+      "line: {} hits, {} misses ({:.1f}% hits); {} labels-only batches fetched again with "
+      "images",
       what, now.rows, now.rows_on_disk, static_cast<double>(now.bytes_in_memory) / (1 << 20), hits,
-      misses, hits + misses > 0 ? 100.0 * static_cast<double>(hits) / (hits + misses) : 0.0);
+      misses, hits + misses > 0 ? 100.0 * static_cast<double>(hits) / (hits + misses) : 0.0,
+      refetched);
 }
 
 // Top-1 and top-3 hits of one batch.
@@ -1025,6 +1020,10 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
   po.input = input_layout();
   v1::StreamShardRequest request = shard_request(options_.train_split, global_epoch, true);
   request.set_start_batch(start_batch);
+  // From the second pass of a cached head phase on, the features are here:
+  // the images would be streamed and decoded only to be dropped.
+  request.set_labels_only(cache_ != nullptr && plan.phase == models::Phase::kHead &&
+                          cache_holds_train_);
   data::ShardPrefetcher prefetcher(*client_, request, po);
 
   MetricTotals epoch_totals;
@@ -1054,7 +1053,8 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
       phase + " epoch " + std::to_string(epoch) + ", train split '" + options_.train_split + "'";
   while (auto batch = next_batch(prefetcher, reading)) {
     const bool cached = cache_ != nullptr && plan.phase == models::Phase::kHead;
-    const torch::Tensor input = cached ? train_features(*batch, global_epoch) : to_input(*batch);
+    const torch::Tensor input =
+        cached ? train_features(*batch, global_epoch, prefetcher) : to_input(*batch);
     const torch::Tensor labels = to_labels(*batch);
     const double lr = learning_rate(plan.schedule, state_.phase_step);
     for (auto& group : optimizer_->param_groups()) {
@@ -1067,13 +1067,16 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
     torch::Tensor logits;
     torch::Tensor loss;
     {
-      AutocastScope autocast(bf16(), device_.is_cuda());
+      models::AutocastScope autocast(bf16(), device_.is_cuda());
       logits = cached ? model_->head_forward(input) : model_->forward(input);
       loss = torch::nn::functional::cross_entropy(logits, labels);
     }
     loss.backward();
     reducer_->finalize_backward();
-    optimizer_->step();
+    fused_adam_step(*optimizer_);
+    if (options_.step_delay_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.step_delay_ms));
+    }
     ++state_.phase_step;
     ++state_.global_step;
     ++steps_this_attempt_;
@@ -1146,7 +1149,10 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
     }
     prefetcher.recycle(std::move(*batch));  // its buffers hold a later batch
   }
-  if (cache_ != nullptr && plan.phase == models::Phase::kHead) share_cached_features();
+  if (cache_ != nullptr && plan.phase == models::Phase::kHead) {
+    share_cached_features();
+    cache_holds_train_ = true;
+  }
   return {epoch_totals, seconds_before + seconds_since(start), false,
           prefetcher.wait_ms() / 1000.0};
 }
@@ -1246,7 +1252,10 @@ evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
   po.queue_depth = options_.prefetch;
   po.num_classes = options_.num_classes;
   po.input = input_layout();
-  data::ShardPrefetcher prefetcher(*client_, shard_request(split, 0, false), po);
+  const bool cached = cache_ != nullptr && std::string(split_name) == "val";
+  v1::StreamShardRequest request = shard_request(split, 0, false);
+  request.set_labels_only(cached && cache_holds_val_ && samples == nullptr);
+  data::ShardPrefetcher prefetcher(*client_, request, po);
   evaluation::ClassificationCounts counts(options_.num_classes);
   const auto start = Clock::now();
   const std::string reading = std::string(split_name) + " split '" + split + "'";
@@ -1256,9 +1265,8 @@ evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
     const torch::Tensor labels = to_labels(*batch);
     torch::Tensor logits;
     {
-      AutocastScope autocast(bf16(), device_.is_cuda());
-      logits = eval_logits(*batch, cache_ != nullptr && std::string(split_name) == "val")
-                   .to(torch::kFloat32);
+      models::AutocastScope autocast(bf16(), device_.is_cuda());
+      logits = eval_logits(*batch, cached, prefetcher).to(torch::kFloat32);
     }
     if (samples != nullptr) samples->offer(*batch, logits);
     const torch::Tensor losses =
@@ -1285,6 +1293,8 @@ evaluation::ClassificationCounts TrainingJob::evaluate(const std::string& split,
   const double secs = seconds_since(start);
   report(phase, epoch, to_split_kind(split_name), m, secs > 0 ? m.samples / secs : 0.0,
          prefetcher.wait_ms(), last_lr_, true, batches, batches);
+  // An evaluation shard is the same every pass: this rank has its rows now.
+  if (cached) cache_holds_val_ = true;
   return counts;
 }
 
@@ -1453,6 +1463,9 @@ bool TrainingJob::run_phase(std::size_t index, int first_epoch, bool resume_opti
         std::make_unique<FeatureCache>(model_->feature_channels(), options_.cache_mb << 20, spill);
     cache_new_keys_.clear();
     cache_stats_mark_ = {};
+    cache_holds_train_ = false;
+    cache_holds_val_ = false;
+    cache_refetched_batches_ = 0;
     if (world_.rank() == 0) {
       spdlog::info(
           "head phase: training the head from cached base features ({} floats per sample and "
