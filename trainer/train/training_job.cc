@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1061,7 +1062,13 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
       static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
     }
     last_lr_ = lr;
+    // Zeroed in place, never set to None (LibTorch 2.x's default): the
+    // Reducer's gradients are aliases into its buckets.
+#if TORCH_VERSION_MAJOR >= 2
+    optimizer_->zero_grad(/*set_to_none=*/false);
+#else
     optimizer_->zero_grad();
+#endif
     reducer_->prepare_for_backward();
     torch::manual_seed(dropout_seed(options_.seed, global_epoch, world_.rank(), step));
     torch::Tensor logits;
