@@ -195,17 +195,10 @@ class Bench {
   // meaningless and tiny floats take other paths): measure them on one
   // batch, as pretraining would have. REQUIRES: phase kFull.
   void calibrate_batchnorm(models::TransferModel& model, int64_t size) const {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::nn::BatchNorm2dImpl*> batchnorms;
-    for (const auto& module : model->modules(/*include_self=*/false)) {
-      if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
-        bn->options.momentum(1.0);
-        batchnorms.push_back(bn);
-      }
-    }
     model->train();
-    model->forward(torch::randn({16, 3, size, size}).to(device_).contiguous(format_));
-    for (auto* bn : batchnorms) bn->options.momentum(0.1);
+    models::measure_batch_norm_statistics(*model, [&] {
+      model->forward(torch::randn({16, 3, size, size}).to(device_).contiguous(format_));
+    });
   }
 
   StepBenchOptions options_;

@@ -393,19 +393,10 @@ int run(const BenchOptions& options) {
   // activations towards zero layer after layer, an unrealistic workload (tiny
   // and denormal floats take other paths). Measure them on one batch first,
   // as pretraining would have.
-  {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::nn::BatchNorm2dImpl*> batchnorms;
-    for (const auto& module : model->modules(/*include_self=*/false)) {
-      if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
-        bn->options.momentum(1.0);
-        batchnorms.push_back(bn);
-      }
-    }
-    model->train();
+  model->train();
+  models::measure_batch_norm_statistics(*model, [&] {
     model->forward(torch::randn({16, 3, options.sizes.front(), options.sizes.front()}));
-    for (auto* bn : batchnorms) bn->options.momentum(0.1);
-  }
+  });
   freeze_for_phase(options, model);
 
   std::map<int64_t, torch::Tensor> inputs;

@@ -51,21 +51,17 @@ int folding_blocks(torch::nn::Module& model) {
 // folded or not, and a tolerance of 1e-4 catches a wrong fold.
 void perturb_batchnorm(TransferModel& model) {
   const Phase phase = model->phase();
-  std::vector<torch::nn::BatchNorm2dImpl*> batchnorms;
-  for (const auto& m : model->modules(/*include_self=*/false)) {
-    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
-      bn->options.momentum(1.0);
-      batchnorms.push_back(bn);
-    }
-  }
   model->set_phase(Phase::kFull);
   model->train();
-  torch::NoGradGuard no_grad;
   torch::manual_seed(5);
-  model->forward(torch::randn({32, 3, kImageSize, kImageSize}));
-  for (auto* bn : batchnorms) {
+  measure_batch_norm_statistics(*model, [&] {
+    model->forward(torch::randn({32, 3, kImageSize, kImageSize}));
+  });
+  torch::NoGradGuard no_grad;
+  for (const auto& m : model->modules(/*include_self=*/false)) {
+    auto* bn = m->as<torch::nn::BatchNorm2d>();
+    if (bn == nullptr) continue;
     const int64_t n = bn->options.num_features();
-    bn->options.momentum(0.1);
     bn->running_var.clamp_min_(1e-3);
     bn->weight.copy_(torch::randn({n}) * 0.2 + 1);
     bn->bias.copy_(torch::randn({n}) * 0.1);

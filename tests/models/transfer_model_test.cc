@@ -43,21 +43,12 @@ void train_steps(TransferModel& model, int64_t image_size) {
 // exactly zero gradient. Set them from one batch, as pretraining would have.
 void calibrate_batchnorm(TransferModel& model, int64_t image_size) {
   const Phase phase = model->phase();
-  std::vector<torch::nn::BatchNorm2dImpl*> batchnorms;
-  for (const auto& m : model->modules(/*include_self=*/false)) {
-    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
-      bn->options.momentum(1.0);
-      batchnorms.push_back(bn);
-    }
-  }
   model->set_phase(Phase::kFull);
   model->train();
-  {
-    torch::NoGradGuard no_grad;
-    torch::manual_seed(5);
+  torch::manual_seed(5);
+  measure_batch_norm_statistics(*model, [&] {
     model->forward(torch::randn({8, 3, image_size, image_size}));
-  }
-  for (auto* bn : batchnorms) bn->options.momentum(0.1);
+  });
   model->set_phase(phase);
 }
 

@@ -13,6 +13,16 @@
 # usage: train_cache_test.sh BIN_DIR MPIEXEC SOURCE_DIR
 source "$(dirname "$0")/train_lib.sh"
 
+# expect_within A B BOUND WHAT: the largest parameter difference between the
+# model files of run dirs A and B is at most BOUND, else fail naming WHAT.
+expect_within() {
+  local diff
+  diff=$(py "$HERE/model_files.py" max-diff "$TMP/$1/model.pt" "$TMP/$2/model.pt")
+  echo "max |$1 - $2| = $diff"
+  py -c "import sys; sys.exit(0 if float('$diff') <= $3 else 1)" ||
+    fail "$4 by $diff (> $3)"
+}
+
 make_data 1200 200 6
 start_coordinator "shapes=$TMP/data"
 # 960 train samples, global batch 2 x 16: 30 steps per epoch; 240 validation samples.
@@ -34,19 +44,13 @@ echo "last cache line: $last"
 [[ "$last" == *", 0 misses (100.0% hits)"* ]] || fail "the last cached epoch still missed: $last"
 [[ $(grep -c "feature cache after" "$TMP/on.log") -eq 3 ]] || fail "expected one cache line per epoch"
 
-diff=$(py "$HERE/model_files.py" max-diff "$TMP/off/model.pt" "$TMP/on/model.pt")
-echo "max |uncached - cached| = $diff"
-py -c "import sys; sys.exit(0 if float('$diff') <= 1e-5 else 1)" ||
-  fail "the cached head phase differs from the uncached one by $diff (> 1e-5)"
+expect_within off on 1e-5 "the cached head phase differs from the uncached one"
 
 mkdir -p "$TMP/spill"
 train 2 "$TMP/disk.log" --run-name disk --run-dir "$TMP/disk" "${common[@]}" --cache-mb 0 \
   --cache-dir "$TMP/spill" || { cat "$TMP/disk.log"; fail "the run with every row on disk failed"; }
 expect_contains "$TMP/disk.log" "feature cache after the epoch's rows were shared: 1920 rows (1920 on disk, 0 MiB in memory)"
-diff=$(py "$HERE/model_files.py" max-diff "$TMP/on/model.pt" "$TMP/disk/model.pt")
-echo "max |memory - disk| = $diff"
-py -c "import sys; sys.exit(0 if float('$diff') == 0.0 else 1)" ||
-  fail "rows read back from the spill file changed the result by $diff"
+expect_within on disk 0 "rows read back from the spill file changed the result"
 [[ -z "$(ls -A "$TMP/spill")" ]] || { ls -l "$TMP/spill"; fail "spill files were left behind"; }
 
 # Brightness: auto does not cache and says why; on drops it in the head phase.
@@ -71,10 +75,7 @@ train 2 "$TMP/none.log" --run-name none --run-dir "$TMP/none" "${none[@]}" ||
 expect_contains "$TMP/none.log" "feature cache after the epoch's rows were shared: 960 rows (0 on disk"
 last=$(grep "feature cache after" "$TMP/none.log" | tail -1)
 [[ "$last" == *", 0 misses (100.0% hits)"* ]] || fail "without flips the last epoch still missed: $last"
-diff=$(py "$HERE/model_files.py" max-diff "$TMP/none-off/model.pt" "$TMP/none/model.pt")
-echo "max |uncached - cached|, no flips = $diff"
-py -c "import sys; sys.exit(0 if float('$diff') <= 1e-5 else 1)" ||
-  fail "without flips the cached head phase differs from the uncached one by $diff (> 1e-5)"
+expect_within none-off none 1e-5 "without flips the cached head phase differs from the uncached one"
 # Epochs after the first stream labels only. With a batch that leaves a
 # remainder (960 = 34 x 28 + 8), each epoch drops other samples, so a later
 # epoch meets samples epoch 1 never cached: their batches are fetched again
@@ -90,8 +91,5 @@ refetched=$(grep "feature cache after" "$TMP/odd.log" | sed -n 's/.*; \([0-9]*\)
   awk '{ s += $1 } END { print s + 0 }')
 echo "labels-only batches fetched again: $refetched"
 [[ "$refetched" -gt 0 ]] || fail "no labels-only batch was fetched again, though epochs drop other samples"
-diff=$(py "$HERE/model_files.py" max-diff "$TMP/odd-off/model.pt" "$TMP/odd/model.pt")
-echo "max |uncached - cached|, remainder = $diff"
-py -c "import sys; sys.exit(0 if float('$diff') <= 1e-5 else 1)" ||
-  fail "with batches fetched again the cached head phase differs from the uncached one by $diff"
+expect_within odd-off odd 1e-5 "with batches fetched again the cached head phase differs from the uncached one"
 echo "PASS"

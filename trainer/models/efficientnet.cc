@@ -164,4 +164,20 @@ torch::Tensor EfficientNetB0Impl::forward(const torch::Tensor& input) {
   return classifier_->forward(x);
 }
 
+void measure_batch_norm_statistics(torch::nn::Module& module,
+                                   const std::function<void()>& forward) {
+  std::vector<std::pair<nn::BatchNorm2dImpl*, c10::optional<double>>> batchnorms;  // + momentum
+  for (const auto& child : module.modules(/*include_self=*/false)) {
+    if (auto* bn = child->as<nn::BatchNorm2d>()) {
+      batchnorms.emplace_back(bn, bn->options.momentum());
+      bn->options.momentum(1.0);
+    }
+  }
+  {
+    torch::NoGradGuard no_grad;
+    forward();
+  }
+  for (auto& [bn, momentum] : batchnorms) bn->options.momentum(momentum);
+}
+
 }  // namespace xfer::trainer::models

@@ -23,6 +23,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 
 #include "trainer/models/conv_bn_activation.h"
@@ -135,5 +136,13 @@ SequentialBlock make_efficientnet_b0_features(double stochastic_depth_prob = 0.2
 // Initialises every Conv2d, BatchNorm2d and Linear below `module` the way
 // torchvision's EfficientNet constructor does.
 void init_efficientnet_weights(torch::nn::Module& module);
+
+// Sets the running statistics of every BatchNorm2d below `module` to those of
+// the one batch `forward` runs (momentum 1 for that pass, each BatchNorm's own
+// momentum afterwards), as pretraining would have left them: a fresh
+// network's 0 and 1 normalise nothing in eval mode. For tests and benchmarks
+// of untrained networks. The caller puts the BatchNorms in train mode; the
+// pass records no gradients.
+void measure_batch_norm_statistics(torch::nn::Module& module, const std::function<void()>& forward);
 
 }  // namespace xfer::trainer::models

@@ -5,16 +5,13 @@
 #include <utility>
 
 #include "trainer/models/state_dict.h"
+#include "trainer/train/fused_adam.h"
 
 namespace xfer::trainer::train {
 namespace {
 
 constexpr const char* kTrainingKey = "xfer_training";
 constexpr const char* kOptimizerKey = "optimizer_state";
-
-std::string state_key(const torch::Tensor& parameter) {
-  return c10::guts::to_string(parameter.unsafeGetTensorImpl());
-}
 
 }  // namespace
 
@@ -90,7 +87,7 @@ std::vector<char> encode_checkpoint(const models::ModelMetadata& metadata,
   c10::Dict<std::string, torch::Tensor> optimizer_state;
   auto& states = optimizer.state();
   for (const auto& item : model.named_parameters()) {
-    const auto found = states.find(state_key(item.value()));
+    const auto found = states.find(adam_state_key(item.value()));
     if (found == states.end()) continue;
     const auto& adam = static_cast<const torch::optim::AdamParamState&>(*found->second);
     optimizer_state.insert(item.key() + ".exp_avg",
@@ -149,7 +146,7 @@ void restore_optimizer(torch::optim::Adam& optimizer, models::TransferModelImpl&
     // its state: the update then runs over matching strides.
     adam->exp_avg(torch::empty_like(p).copy_(*exp_avg));
     adam->exp_avg_sq(torch::empty_like(p).copy_(*exp_avg_sq));
-    states[state_key(p)] = std::move(adam);
+    states[adam_state_key(p)] = std::move(adam);
   }
 }
 

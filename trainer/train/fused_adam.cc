@@ -9,11 +9,6 @@
 namespace xfer::trainer::train {
 namespace {
 
-// Adam's state key: the parameter's TensorImpl address, as Adam uses.
-std::string state_key(const torch::Tensor& parameter) {
-  return c10::guts::to_string(parameter.unsafeGetTensorImpl());
-}
-
 // The tensors of one parameter's update, all float32 on the CPU, dense, with
 // the same sizes and strides: element i of each is at data + i.
 bool same_dense_layout(const torch::Tensor& a, const torch::Tensor& b) {
@@ -69,6 +64,10 @@ void update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, 
 
 }  // namespace
 
+std::string adam_state_key(const torch::Tensor& parameter) {
+  return c10::guts::to_string(parameter.unsafeGetTensorImpl());
+}
+
 void fused_adam_step(torch::optim::Adam& optimizer) {
   if (!can_fuse(optimizer)) {
     optimizer.step();
@@ -80,7 +79,7 @@ void fused_adam_step(torch::optim::Adam& optimizer) {
     const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const std::string key = state_key(p);
+      const std::string key = adam_state_key(p);
       auto found = states.find(key);
       if (found == states.end()) {
         // As Adam::step makes it: zeros in the parameter's layout.

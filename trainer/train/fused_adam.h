@@ -24,10 +24,16 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
 namespace xfer::trainer::train {
 
 // One optimizer step, as optimizer.step() (see above). Parameters without a
 // gradient are skipped, as there.
 void fused_adam_step(torch::optim::Adam& optimizer);
+
+// The key of `parameter`'s state in torch::optim::Adam::state(): its
+// TensorImpl's address, as LibTorch's optimizers key it.
+std::string adam_state_key(const torch::Tensor& parameter);
 
 }  // namespace xfer::trainer::train

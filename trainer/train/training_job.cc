@@ -295,6 +295,9 @@ class TrainingJob {
   torch::Tensor eval_logits(data::Batch& batch, bool cached, data::ShardPrefetcher& prefetcher);
   // `batch` again with its images, for a labels-only batch that lacks rows.
   void fetch_images(data::Batch& batch, data::ShardPrefetcher& prefetcher);
+  // The cached rows of cache_keys_ as one [count, width] tensor on the job's
+  // device; std::nullopt at the first key that is not cached.
+  std::optional<torch::Tensor> cached_rows();
   // Collective, at the end of every cached epoch: each rank sends the rows
   // it computed to every other, so from the next epoch on every rank finds
   // every sample's features whatever its shard.
@@ -834,29 +837,31 @@ void TrainingJob::fetch_images(data::Batch& batch, data::ShardPrefetcher& prefet
   ++cache_refetched_batches_;
 }
 
+std::optional<torch::Tensor> TrainingJob::cached_rows() {
+  const std::int64_t width = cache_->width();
+  const auto count = static_cast<std::int64_t>(cache_keys_.size());
+  cache_rows_.resize(static_cast<std::size_t>(count * width));
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (!cache_->find(cache_keys_[static_cast<std::size_t>(i)], cache_rows_.data() + i * width)) {
+      return std::nullopt;
+    }
+  }
+  return torch::from_blob(cache_rows_.data(), {count, width}, torch::kFloat32).clone().to(device_);
+}
+
 torch::Tensor TrainingJob::train_features(data::Batch& batch, int global_epoch,
                                           data::ShardPrefetcher& prefetcher) {
   const std::int64_t width = cache_->width();
   const auto count = static_cast<std::size_t>(batch.count);
-  cache_rows_.resize(count * static_cast<std::size_t>(width));
   cache_keys_.resize(count);
-  bool all_cached = true;
   for (std::size_t i = 0; i < count; ++i) {
     const std::int64_t sample = batch.sample_indices[i];
     // The prefetcher drew this flip for the image it delivered.
     const bool flipped =
         data::draw_augmentation(head_augment_, options_.seed, global_epoch, sample).flip;
     cache_keys_[i] = (sample << 1) | (flipped ? 1 : 0);
-    if (all_cached) {
-      all_cached =
-          cache_->find(cache_keys_[i], cache_rows_.data() + i * static_cast<std::size_t>(width));
-    }
   }
-  if (all_cached) {
-    return torch::from_blob(cache_rows_.data(), {batch.count, width}, torch::kFloat32)
-        .clone()
-        .to(device_);
-  }
+  if (auto rows = cached_rows()) return *rows;
   // The base on the image as delivered and, when flips are drawn, on its
   // mirror image too (the other flip of the same sample, so later epochs find
   // either), both views in one batch of 2N. Without flips no epoch ever asks
@@ -886,23 +891,15 @@ torch::Tensor TrainingJob::eval_logits(data::Batch& batch, bool cached,
   if (!cached) return model_->forward(to_input(batch));
   const std::int64_t width = cache_->width();
   const auto count = static_cast<std::size_t>(batch.count);
-  cache_rows_.resize(count * static_cast<std::size_t>(width));
-  bool all_cached = true;
-  for (std::size_t i = 0; i < count && all_cached; ++i) {
-    all_cached = cache_->find(kValidationKeys | batch.sample_indices[i],
-                              cache_rows_.data() + i * static_cast<std::size_t>(width));
-  }
-  if (all_cached) {
-    return model_->head_forward(
-        torch::from_blob(cache_rows_.data(), {batch.count, width}, torch::kFloat32)
-            .clone()
-            .to(device_));
-  }
+  cache_keys_.resize(count);
+  for (std::size_t i = 0; i < count; ++i)
+    cache_keys_[i] = kValidationKeys | batch.sample_indices[i];
+  if (auto rows = cached_rows()) return model_->head_forward(*rows);
   if (batch.images.empty()) fetch_images(batch, prefetcher);
   const torch::Tensor features = model_->pooled_features(to_input(batch));
   const torch::Tensor features_cpu = features.to(torch::kCPU, torch::kFloat32).contiguous();
   for (std::size_t i = 0; i < count; ++i) {
-    cache_->put(kValidationKeys | batch.sample_indices[i],
+    cache_->put(cache_keys_[i],
                 features_cpu.data_ptr<float>() + static_cast<std::int64_t>(i) * width);
   }
   return model_->head_forward(features);
