@@ -340,6 +340,14 @@ TEST(ReducerTest, MisuseIsReportedNotIgnored) {
   }
   EXPECT_THROW(reducer.finalize_backward(), std::logic_error);
   EXPECT_THROW(Reducer(*model, comm(), ReducerOptions{0.0}), std::invalid_argument);
+  // A parameter added after the Reducer was built is never reduced: refused.
+  model->register_parameter("late", torch::zeros({3}));
+  try {
+    reducer.prepare_for_backward();
+    ADD_FAILURE() << "a parameter added after the Reducer was built went unnoticed";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter count changed"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ModelSync, BroadcastMakesEveryRankEqualToRankZero) {

@@ -299,6 +299,63 @@ TEST(ModelsFoldBatchNormBlock, TrainModeRunsExactlyAsConvThenBatchNormThenSilu) 
   }
 }
 
+TEST(ModelsFoldBatchNormBlock, InferenceModeKeepsTheFoldOnlyWhileItsSourcesAreUnchanged) {
+  torch::manual_seed(4);
+  ConvBnActivation block(8, 8, /*kernel=*/3, /*stride=*/1, /*groups=*/1, /*silu=*/true,
+                         /*fold=*/true);
+  block->eval();
+  const torch::Tensor x = torch::randn({2, 8, 7, 7});
+  // The reference: the same block computed without any kept fold.
+  const auto fresh = [&] {
+    torch::NoGradGuard no_grad;
+    return block->forward(x);
+  };
+  const auto inference = [&] {
+    c10::InferenceMode guard;
+    return block->forward(x).clone();
+  };
+  const torch::Tensor expected = fresh();
+  EXPECT_FALSE(block->holds_inference_fold());
+  EXPECT_TRUE(torch::equal(inference(), expected));
+  EXPECT_TRUE(block->holds_inference_fold());
+  EXPECT_TRUE(torch::equal(inference(), expected));  // from the kept fold
+
+  // Each source changed in place (copy_ bumps its version) must show.
+  const std::vector<std::pair<const char*, torch::Tensor>> sources = {
+      {"conv weight", block->conv()->weight},
+      {"bn weight", block->bn()->weight},
+      {"bn bias", block->bn()->bias},
+      {"running mean", block->bn()->running_mean},
+      {"running var", block->bn()->running_var}};
+  for (const auto& [name, tensor] : sources) {
+    {
+      torch::NoGradGuard no_grad;
+      tensor.copy_(tensor * 1.5 + 0.25);
+    }
+    const torch::Tensor changed = fresh();
+    EXPECT_FALSE(torch::equal(changed, expected)) << name;
+    inference();  // keeps a fold of the changed tensors
+    {
+      torch::NoGradGuard no_grad;
+      tensor.copy_(tensor * 1.25);
+    }
+    const torch::Tensor kept = inference();  // before fresh(), which drops the fold
+    EXPECT_TRUE(torch::equal(kept, fresh())) << name << ": a stale fold was used";
+  }
+
+  // A forward outside InferenceMode (a training step) drops it.
+  inference();
+  EXPECT_TRUE(block->holds_inference_fold());
+  fresh();
+  EXPECT_FALSE(block->holds_inference_fold());
+
+  // SiLU runs in place only on the block's own output: the input is intact.
+  const torch::Tensor before = x.clone();
+  inference();
+  fresh();
+  EXPECT_TRUE(torch::equal(x, before));
+}
+
 TEST(ModelsFoldBatchNormLayout, FoldedWeightKeepsChannelsLastStrides) {
   // 1x1 ([O, I, 1, 1]) and depthwise ([C, 1, k, k]) weights count as
   // contiguous in both formats: only their strides tell convolution that they

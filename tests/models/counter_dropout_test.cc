@@ -28,6 +28,31 @@ TEST(CounterDropout, KeepsOneMinusPScaledAndTheGradientIsTheMask) {
   EXPECT_TRUE(torch::equal(input.grad(), output.detach()));  // d(x * mask)/dx = mask, x = 1
 }
 
+TEST(CounterDropout, NeighboursAndConsecutiveMasksAreIndependent) {
+  // A hash of the index could leave neighbouring elements, or the masks of
+  // consecutive calls, correlated; Bernoulli draws are not. For independent
+  // keep events of probability q the pair share is q^2.
+  torch::manual_seed(5);
+  constexpr double kP = 0.5;
+  const torch::Tensor input = torch::ones({1 << 20});
+  const torch::Tensor first = counter_dropout(input, kP, true).ne(0).to(torch::kFloat64);
+  const torch::Tensor second = counter_dropout(input, kP, true).ne(0).to(torch::kFloat64);
+  const double q = 1.0 - kP;
+  const auto pair_share = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a * b).mean().item<double>();
+  };
+  // 2^20 pairs of Bernoulli(0.25): the standard error is 0.0004.
+  const int64_t n = input.numel();
+  EXPECT_NEAR(pair_share(first.slice(0, 0, n - 1), first.slice(0, 1, n)), q * q, 0.003);
+  EXPECT_NEAR(pair_share(first.slice(0, 0, n - 2), first.slice(0, 2, n)), q * q, 0.003);
+  EXPECT_NEAR(pair_share(first, second), q * q, 0.003);
+  // Every bit position of the index matters: elements 2^k apart too.
+  for (int64_t gap : {4, 64, 1024, 65536}) {
+    EXPECT_NEAR(pair_share(first.slice(0, 0, n - gap), first.slice(0, gap, n)), q * q, 0.003)
+        << "elements " << gap << " apart";
+  }
+}
+
 TEST(CounterDropout, TorchManualSeedDecidesTheMask) {
   const torch::Tensor input = torch::randn({64, 100});
   torch::manual_seed(11);

@@ -115,6 +115,23 @@ TEST(FusedAdam, SkipsParametersWithoutAGradient) {
   EXPECT_EQ(optimizer.state().size(), params.size() - 1);
 }
 
+TEST(FusedAdam, BumpsTheVersionOfWhatItWrites) {
+  // It writes through raw pointers; the version counter must still move, as
+  // with add_, or a fold kept under InferenceMode (conv_bn_activation.h) and
+  // autograd's saved-tensor check would not see the update.
+  std::vector<torch::Tensor> params = make_parameters();
+  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(1e-3));
+  set_gradients(params, 0);
+  fused_adam_step(optimizer);
+  const auto before = params[0]._version();
+  const auto& state = static_cast<const torch::optim::AdamParamState&>(
+      *optimizer.state().at(adam_state_key(params[0])));
+  const auto moments_before = state.exp_avg()._version();
+  fused_adam_step(optimizer);
+  EXPECT_GT(params[0]._version(), before);
+  EXPECT_GT(state.exp_avg()._version(), moments_before);
+}
+
 TEST(FusedAdam, AmsGradAndMismatchedLayoutsFallBackToAdamStepExactly) {
   {
     std::vector<torch::Tensor> reference_params = make_parameters();

@@ -131,7 +131,14 @@ void broadcast_module_state(torch::nn::Module& module, Communicator& comm) {
       comm.broadcast(buffer_of(dense, named.name), 0, "model tensor '" + named.name + "'");
       return 0;
     });
-    if (!dense.is_same(t)) t.copy_(dense);
+    if (dense.is_same(t)) {
+      // Written in place behind autograd's back: say so, as copy_ would, so
+      // whatever keys on the version (the folded weights kept under
+      // InferenceMode) sees the new values.
+      t.unsafeGetTensorImpl()->bump_version();
+    } else {
+      t.copy_(dense);
+    }
     bytes += static_cast<std::size_t>(t.numel()) * t.element_size();
   }
   spdlog::info("model state broadcast from rank 0: {} tensors, {} bytes", tensors.size(), bytes);

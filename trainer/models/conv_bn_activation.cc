@@ -34,10 +34,41 @@ ConvBnActivationImpl::ConvBnActivationImpl(int64_t in, int64_t out, int64_t kern
   if (silu) silu_ = register_module("2", nn::SiLU());
 }
 
+bool ConvBnActivationImpl::stamp_fold_sources(FoldSources& stamps) const {
+  const std::array<const torch::Tensor*, 5> sources{&conv_->weight, &bn_->weight, &bn_->bias,
+                                                    &bn_->running_mean, &bn_->running_var};
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    const torch::Tensor& t = *sources[i];
+    if (t.is_inference()) return false;  // no version counter
+    stamps[i] = SourceStamp{t.data_ptr(), static_cast<std::int64_t>(t._version())};
+  }
+  return true;
+}
+
+const FoldedConv& ConvBnActivationImpl::inference_fold() {
+  FoldSources stamps;
+  if (!stamp_fold_sources(stamps)) {
+    inference_fold_ = fold_batch_norm(conv_->weight, *bn_);
+    inference_fold_sources_ = FoldSources{};  // never matches: refolded next time
+    return inference_fold_;
+  }
+  if (!inference_fold_.weight.defined() || stamps != inference_fold_sources_) {
+    inference_fold_ = fold_batch_norm(conv_->weight, *bn_);
+    inference_fold_sources_ = stamps;
+  }
+  return inference_fold_;
+}
+
 torch::Tensor ConvBnActivationImpl::forward(const torch::Tensor& input) {
+  const bool inference = c10::InferenceMode::is_enabled();
+  // A kept fold is for consecutive InferenceMode forwards only: anything
+  // else (a training step, an optimizer update between) drops it.
+  if (!inference && inference_fold_.weight.defined()) inference_fold_ = FoldedConv{};
   torch::Tensor x;
   if (folds()) {
-    const FoldedConv folded = fold_batch_norm(conv_->weight, *bn_);
+    FoldedConv fresh;
+    if (!inference) fresh = fold_batch_norm(conv_->weight, *bn_);
+    const FoldedConv& folded = inference ? inference_fold() : fresh;
     const auto& options = conv_->options;
     // The constructor gives an explicit padding (never "same"/"valid").
     const auto& padding = c10::get<torch::ExpandingArray<2>>(options.padding());
@@ -46,7 +77,11 @@ torch::Tensor ConvBnActivationImpl::forward(const torch::Tensor& input) {
   } else {
     x = bn_->forward(conv_->forward(input));
   }
-  if (!silu_.is_empty()) x = silu_->forward(x);
+  if (!silu_.is_empty()) {
+    // x is this forward's own fresh output; where autograd records nothing
+    // (InferenceMode, NoGradGuard, a frozen block) nobody else holds it.
+    x = x.requires_grad() ? silu_->forward(x) : torch::silu_(x);
+  }
   return x;
 }
 

@@ -14,6 +14,12 @@
 // smaller) weight. A BatchNorm in train mode (phase kFull, training from
 // scratch) runs unfolded, exactly as conv -> bn -> silu.
 //
+// Under InferenceMode (the head phase's frozen base) the folded weight and
+// bias are kept from one forward to the next, as long as the five tensors
+// they come from are the same tensors at the same version; any forward
+// outside InferenceMode drops them, so they never outlive a training step.
+// And where autograd records nothing, SiLU runs in place.
+//
 // The state dict is untouched: the children are the plain modules, named as
 // torchvision names them, "0" (Conv2d), "1" (BatchNorm2d) and "2" (SiLU), so
 // `features.0.0.weight`, `features.0.1.running_mean` ... load and save as
@@ -23,6 +29,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdint>
 #include <utility>
 
@@ -64,11 +71,32 @@ class ConvBnActivationImpl : public torch::nn::Module {
   const torch::nn::Conv2d& conv() const { return conv_; }
   const torch::nn::BatchNorm2d& bn() const { return bn_; }
 
+  // Whether a folded weight is kept for the next InferenceMode forward.
+  bool holds_inference_fold() const { return inference_fold_.weight.defined(); }
+
  private:
+  // Identity of one source tensor of the fold: storage and version.
+  struct SourceStamp {
+    const void* data = nullptr;
+    std::int64_t version = -1;
+    bool operator==(const SourceStamp& other) const {
+      return data == other.data && version == other.version;
+    }
+  };
+  using FoldSources = std::array<SourceStamp, 5>;
+  // The stamps of W, gamma, beta, running mean and variance; false when one
+  // of them is an inference tensor (no version to compare).
+  bool stamp_fold_sources(FoldSources& stamps) const;
+  // The folded weight for a forward under InferenceMode, from the kept one
+  // when its sources are unchanged.
+  const FoldedConv& inference_fold();
+
   torch::nn::Conv2d conv_{nullptr};
   torch::nn::BatchNorm2d bn_{nullptr};
   torch::nn::SiLU silu_{nullptr};  // null: no activation
   bool fold_;
+  FoldedConv inference_fold_;  // undefined tensors: none kept
+  FoldSources inference_fold_sources_{};
 };
 TORCH_MODULE(ConvBnActivation);
 

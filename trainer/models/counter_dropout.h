@@ -4,9 +4,9 @@
 // LibTorch's CPU dropout (without MKL, as Debian builds it) draws every
 // element's keep/drop from the generator one at a time: about 1 ms for the
 // 64 x 1280 features of one EfficientNet-B0 head batch, a third of a head
-// step trained from cached features. Here each element is kept when its
-// half of splitmix64(seed + index) maps to a uniform number >= p, with the seed one
-// draw from LibTorch's default CPU generator: torch::manual_seed therefore
+// step trained from cached features. Here each element is kept when a keyed
+// 32-bit hash of its index maps to a uniform number >= p, the keys coming
+// from one draw of LibTorch's default CPU generator: torch::manual_seed therefore
 // decides every mask, as with torch::dropout, though not the same masks.
 // Kept elements are scaled by 1 / (1 - p), as torch::dropout does.
 // Tensors on other devices use torch::dropout (fast there).
