@@ -2,8 +2,8 @@
 //
 //   build/bin/model_bench [--sizes 32,224 --batches 64,16] [--threads 2]
 //                         [--rounds 3 --iterations 4] [--channels-last] [--profile N]
-//                         [--phase full|finetune|head] [--no-fold] [--profile-shapes]
-//                         [--ab-fold N]
+//                         [--phase full|finetune|head] [--no-fold] [--no-fuse]
+//                         [--profile-shapes] [--ab-fold N] [--ab-fuse N]
 //
 // Both sides run the same weights on the same input: this program writes its
 // model's state dict and the input batches to a temporary folder, and
@@ -23,6 +23,11 @@
 // --no-fold times ours unfolded; torchvision never folds. --ab-fold N then
 // times ours folded and unfolded in alternate iterations of one process (N
 // pairs per pass), which a shared machine's changing load hits alike.
+// Ours also fuses train-mode BatchNorm + SiLU (phase full): --no-fuse runs
+// them as two modules, --ab-fuse N times fused against unfused the same way.
+// Ours runs depthwise convolutions on small maps by direct summation
+// (--direct-depthwise-pixels, 0: never); --ab-depthwise N times that against
+// LibTorch's the same way.
 // Images per second from the median iteration, after every pass ran once and
 // a per-figure warm-up, with the same
 // number of intra-op threads on both sides. The two sides alternate in rounds
@@ -37,6 +42,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -80,6 +86,10 @@ struct BenchOptions {
   bool fold = true;
   // Folded/unfolded pairs of iterations per pass for the A/B comparison; 0: none.
   int ab_fold = 0;
+  int ab_fuse = 0;
+  bool fuse = true;
+  int ab_depthwise = 0;
+  int64_t depthwise_pixels = models::kDefaultDirectDepthwiseMaxPixels;
 };
 
 // The phase's requires_grad flags, set once after the model is built.
@@ -173,17 +183,20 @@ void time_ours(const BenchOptions& options, models::EfficientNetB0& model,
   }
 }
 
-// Ours folded against ours unfolded, alternating every iteration, at each
-// size: median seconds of each and the median of the per-pair ratios.
-void compare_fold(const BenchOptions& options, models::EfficientNetB0& model,
-                  const std::map<int64_t, torch::Tensor>& inputs) {
+// Ours with a speed-up on against off (`toggle`), alternating every
+// iteration, `pairs` pairs at each size: median seconds of each and the
+// median of the per-pair ratios. Leaves it as `options` says.
+void compare_on_off(const BenchOptions& options, models::EfficientNetB0& model,
+                    const std::map<int64_t, torch::Tensor>& inputs, const char* on_name,
+                    const char* off_name, int pairs, const std::function<void(bool)>& toggle,
+                    bool leave) {
   const auto format =
       options.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   std::printf(
-      "\nours folded vs ours unfolded, alternating iterations (%d pairs, median), phase %s\n"
-      "| size | batch | pass | folded img/s | unfolded img/s | folded / unfolded (median of "
+      "\nours %s vs ours %s, alternating iterations (%d pairs, median), phase %s\n"
+      "| size | batch | pass | %s img/s | %s img/s | %s / %s (median of "
       "pairs) |\n|---:|---:|---|---:|---:|---:|\n",
-      options.ab_fold, options.phase.c_str());
+      on_name, off_name, pairs, options.phase.c_str(), on_name, off_name, on_name, off_name);
   for (const auto& [size, batch] : inputs) {
     const torch::Tensor x = batch.contiguous(format);
     const torch::Tensor labels = torch::arange(batch.size(0)) % options.num_classes;
@@ -200,13 +213,13 @@ void compare_fold(const BenchOptions& options, models::EfficientNetB0& model,
       std::vector<double> folded;
       std::vector<double> unfolded;
       std::vector<double> ratios;
-      for (int i = 0; i < options.ab_fold + 1; ++i) {
+      for (int i = 0; i < pairs + 1; ++i) {
         double seconds[2];
-        for (const bool fold : {true, false}) {
-          models::set_fold_frozen_batch_norm(*model, fold);
+        for (const bool on : {true, false}) {
+          toggle(on);
           const auto start = Clock::now();
           step();
-          seconds[fold ? 0 : 1] = std::chrono::duration<double>(Clock::now() - start).count();
+          seconds[on ? 0 : 1] = std::chrono::duration<double>(Clock::now() - start).count();
         }
         if (i == 0) continue;  // warm-up pair
         folded.push_back(seconds[0]);
@@ -219,7 +232,7 @@ void compare_fold(const BenchOptions& options, models::EfficientNetB0& model,
                   n / median(folded), n / median(unfolded), median(ratios));
     }
   }
-  models::set_fold_frozen_batch_norm(*model, options.fold);
+  toggle(leave);
 }
 
 void restore(models::EfficientNetB0& model, const std::vector<torch::Tensor>& saved) {
@@ -378,6 +391,8 @@ int run(const BenchOptions& options) {
   model_options.num_classes = options.num_classes;
   model_options.fold_frozen_batch_norm = options.fold;
   models::EfficientNetB0 model(model_options);
+  models::set_fuse_train_batch_norm_silu(*model, options.fuse);
+  models::set_direct_depthwise_max_pixels(*model, options.depthwise_pixels);
   if (options.channels_last) {
     torch::NoGradGuard no_grad;
     for (auto& p : model->parameters()) {
@@ -466,7 +481,11 @@ int run(const BenchOptions& options) {
       "iterations (%d rounds)\n",
       static_cast<long long>(options.num_classes), options.threads,
       options.channels_last ? "channels-last" : "NCHW", options.phase.c_str(),
-      options.fold ? "folding eval-mode BatchNorm" : "unfolded (--no-fold)",
+      options.fold
+          ? (options.fuse ? "folding eval-mode BatchNorm, fusing train-mode BatchNorm + SiLU"
+                          : "folding eval-mode BatchNorm, unfused (--no-fuse)")
+          : (options.fuse ? "unfolded (--no-fold), fusing train-mode BatchNorm + SiLU"
+                          : "unfolded (--no-fold), unfused (--no-fuse)"),
       options.rounds * options.iterations, options.rounds);
   for (const auto& [size, error] : checks) {
     std::printf("  same weights, same input: eval logits at %s px differ by %.3g (relative)\n",
@@ -498,7 +517,25 @@ int run(const BenchOptions& options) {
   if (options.profile > 0) print_profile(options, our_ops, their_ops);
   if (options.ab_fold > 0) {
     restore(model, initial);
-    compare_fold(options, model, inputs);
+    compare_on_off(
+        options, model, inputs, "folded", "unfolded", options.ab_fold,
+        [&](bool on) { models::set_fold_frozen_batch_norm(*model, on); }, options.fold);
+  }
+  if (options.ab_depthwise > 0) {
+    restore(model, initial);
+    compare_on_off(
+        options, model, inputs, "direct-depthwise", "oneDNN-depthwise", options.ab_depthwise,
+        [&](bool on) {
+          models::set_direct_depthwise_max_pixels(*model, on ? options.depthwise_pixels : 0);
+        },
+        true);
+    models::set_direct_depthwise_max_pixels(*model, options.depthwise_pixels);
+  }
+  if (options.ab_fuse > 0) {
+    restore(model, initial);
+    compare_on_off(
+        options, model, inputs, "fused", "unfused", options.ab_fuse,
+        [&](bool on) { models::set_fuse_train_batch_norm_silu(*model, on); }, options.fuse);
   }
   return tv_ok ? 0 : 1;
 }
@@ -549,6 +586,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-fold{false}", options.fold,
                "Ours without folding eval-mode BatchNorm into the convolution");
+  app.add_flag("--no-fuse{false}", options.fuse,
+               "Ours with train-mode BatchNorm and SiLU as two modules (not fused)");
+  app.add_option("--direct-depthwise-pixels", options.depthwise_pixels,
+                 "Ours: depthwise convolutions on maps of at most this many pixels by direct "
+                 "summation (0: all by LibTorch)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--ab-depthwise", options.ab_depthwise,
+                 "Then time ours with and without direct depthwise convolution in N alternating "
+                 "pairs of iterations")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--ab-fuse", options.ab_fuse,
+                 "Then time ours fused and unfused in N alternating pairs of iterations")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
   if (auto exit_code = xfer::common::parse_flags(app, argc, argv)) return *exit_code;
   xfer::common::init_logging({"model_bench", std::nullopt, "info"});
   return run(options);

@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <iostream>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "tests/models/test_util.h"
+#include "trainer/models/batch_norm_silu_kernels.h"
 #include "trainer/models/transfer_model.h"
 
 namespace xfer::trainer::models {
@@ -256,47 +258,259 @@ TEST_P(ModelsFoldBatchNorm, FinetuneStepsLeaveBatchNormUntouched) {
   }
 }
 
-TEST(ModelsFoldBatchNormBlock, TrainModeRunsExactlyAsConvThenBatchNormThenSilu) {
-  // The block's unfolded path against the plain Sequential it replaced, same
-  // parameters: bit-identical outputs, gradients and running statistics.
-  for (const int64_t groups : {1, 16}) {
-    torch::manual_seed(2);
-    ConvBnActivation block(16, 16, /*kernel=*/3, /*stride=*/2, groups, /*silu=*/true,
-                           /*fold=*/true);
-    torch::nn::Sequential plain(
-        torch::nn::Conv2d(
-            torch::nn::Conv2dOptions(16, 16, 3).stride(2).padding(1).groups(groups).bias(false)),
-        torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(16).eps(1e-5).momentum(0.1)),
-        torch::nn::SiLU());
-    {
-      torch::NoGradGuard no_grad;
-      const auto ours = block->named_parameters();
-      for (auto& p : plain->named_parameters()) p.value().copy_(ours[p.key()]);
-    }
-    block->train();
-    plain->train();
-    EXPECT_FALSE(block->folds());
-    const torch::Tensor x =
-        torch::randn({2, 16, 9, 9}).contiguous(torch::MemoryFormat::ChannelsLast);
-    const torch::Tensor y = block->forward(x);
-    const torch::Tensor expected = plain->forward(x);
-    EXPECT_TRUE(torch::equal(y, expected));
-    y.square().sum().backward();
-    expected.square().sum().backward();
-    const auto theirs = plain->named_parameters();
-    for (const auto& p : block->named_parameters()) {
-      EXPECT_TRUE(torch::equal(p.value().grad(), theirs[p.key()].grad())) << p.key();
-    }
-    const auto their_buffers = plain->named_buffers();
-    for (const auto& b : block->named_buffers()) {
-      EXPECT_TRUE(torch::equal(b.value(), their_buffers[b.key()])) << b.key();
-    }
-    // In eval mode the same block folds, and still agrees.
-    block->eval();
-    plain->eval();
-    EXPECT_TRUE(block->folds());
-    EXPECT_LT(testing::relative_error(block->forward(x), plain->forward(x)), kTolerance);
+// Train mode against the plain Sequential conv -> bn -> silu, same
+// parameters, on a channels-last input: with the fused BatchNorm + SiLU off,
+// bit-identical outputs, gradients and running statistics; fused, the same to
+// float rounding (a wrong formula is off by O(1)).
+void expect_train_mode_matches_plain(int64_t channels, int64_t groups, int64_t size,
+                                     double input_shift, bool fuse) {
+  SCOPED_TRACE("channels " + std::to_string(channels) + ", groups " + std::to_string(groups) +
+               ", size " + std::to_string(size) + (fuse ? ", fused" : ", unfused"));
+  torch::manual_seed(2);
+  ConvBnActivation block(channels, channels, /*kernel=*/3, /*stride=*/2, groups, /*silu=*/true,
+                         /*fold=*/true);
+  block->set_fuse_train(fuse);
+  // Unfused means LibTorch's kernels only, direct depthwise convolution too
+  // (conv_bn_activation.h); fused keeps it (depthwise blocks here are small).
+  if (!fuse) block->set_direct_depthwise_max_pixels(0);
+  torch::nn::Sequential plain(
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3)
+                            .stride(2)
+                            .padding(1)
+                            .groups(groups)
+                            .bias(false)),
+      torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(1e-5).momentum(0.1)),
+      torch::nn::SiLU());
+  {
+    torch::NoGradGuard no_grad;
+    // gamma and beta away from 1 and 0, so that misusing either shows.
+    block->bn()->weight.uniform_(0.5, 1.5);
+    block->bn()->bias.uniform_(-0.5, 0.5);
+    const auto ours = block->named_parameters();
+    for (auto& p : plain->named_parameters()) p.value().copy_(ours[p.key()]);
   }
+  block->train();
+  plain->train();
+  EXPECT_FALSE(block->folds());
+  for (int step = 0; step < 2; ++step) {  // running statistics move twice
+    const torch::Tensor x = (torch::randn({3, channels, size, size}) + input_shift)
+                                .contiguous(torch::MemoryFormat::ChannelsLast)
+                                .requires_grad_();
+    const torch::Tensor x_plain = x.detach().clone().requires_grad_();
+    const int threads = torch::get_num_threads();
+    torch::set_num_threads(1);  // the fused loops are for one thread (more: LibTorch's)
+    const torch::Tensor y = block->forward(x);
+    EXPECT_EQ(block->fused_last_forward(), fuse);
+    torch::set_num_threads(threads);
+    const torch::Tensor expected = plain->forward(x_plain);
+    // A fixed upstream gradient, different per element.
+    const torch::Tensor dy = torch::randn_like(expected);
+    (y * dy).sum().backward();
+    (expected * dy).sum().backward();
+    const auto theirs = plain->named_parameters();
+    const auto their_buffers = plain->named_buffers();
+    if (!fuse) {
+      EXPECT_TRUE(torch::equal(y, expected));
+      EXPECT_TRUE(torch::equal(x.grad(), x_plain.grad()));
+      for (const auto& p : block->named_parameters()) {
+        EXPECT_TRUE(torch::equal(p.value().grad(), theirs[p.key()].grad())) << p.key();
+      }
+      for (const auto& b : block->named_buffers()) {
+        EXPECT_TRUE(torch::equal(b.value(), their_buffers[b.key()])) << b.key();
+      }
+      continue;
+    }
+    EXPECT_LT(testing::relative_error(y, expected), 1e-5);
+    EXPECT_LT(testing::relative_error(x.grad(), x_plain.grad()), 1e-4);
+    for (const auto& p : block->named_parameters()) {
+      EXPECT_LT(testing::relative_error(p.value().grad(), theirs[p.key()].grad()), 1e-4) << p.key();
+    }
+    for (const auto& b : block->named_buffers()) {
+      if (b.key().find("num_batches_tracked") != std::string::npos) {
+        EXPECT_TRUE(torch::equal(b.value(), their_buffers[b.key()])) << b.key();
+      } else {
+        EXPECT_LT(testing::relative_error(b.value(), their_buffers[b.key()]), 1e-5) << b.key();
+      }
+    }
+  }
+}
+
+TEST(ModelsFoldBatchNormBlock, TrainModeRunsAsConvThenBatchNormThenSilu) {
+  for (const bool fuse : {false, true}) {
+    // Dense and depthwise; 17 channels leave a tail after any vector width;
+    // 2x2 -> 1x1 outputs have a single pixel per sample (as B0's last stage
+    // at 32 px); a shifted input has a mean far above its spread.
+    expect_train_mode_matches_plain(16, 1, 9, 0.0, fuse);
+    expect_train_mode_matches_plain(16, 16, 9, 0.0, fuse);
+    expect_train_mode_matches_plain(17, 1, 6, 0.0, fuse);
+    expect_train_mode_matches_plain(8, 1, 2, 0.0, fuse);
+    expect_train_mode_matches_plain(8, 8, 8, 30.0, fuse);
+  }
+  // In eval mode the same block folds, and still agrees.
+  torch::manual_seed(2);
+  ConvBnActivation block(16, 16, 3, 2, 1, /*silu=*/true, /*fold=*/true);
+  torch::nn::Sequential plain(
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 16, 3).stride(2).padding(1).bias(false)),
+      torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(16).eps(1e-5).momentum(0.1)),
+      torch::nn::SiLU());
+  {
+    torch::NoGradGuard no_grad;
+    const auto ours = block->named_parameters();
+    for (auto& p : plain->named_parameters()) p.value().copy_(ours[p.key()]);
+  }
+  block->eval();
+  plain->eval();
+  EXPECT_TRUE(block->folds());
+  const torch::Tensor x = torch::randn({2, 16, 9, 9}).contiguous(torch::MemoryFormat::ChannelsLast);
+  EXPECT_LT(testing::relative_error(block->forward(x), plain->forward(x)), kTolerance);
+}
+
+TEST(ModelsFusedBatchNormSilu, OnlyChannelsLastFloatTrainBatchesAreFused) {
+  torch::nn::BatchNorm2d bn(torch::nn::BatchNorm2dOptions(4));
+  const torch::Tensor channels_last =
+      torch::randn({2, 4, 3, 3}).contiguous(torch::MemoryFormat::ChannelsLast);
+  EXPECT_TRUE(fusable_batch_norm_silu(channels_last, *bn));
+  EXPECT_TRUE(fusable_batch_norm_silu(torch::randn({2, 4, 1, 1}), *bn));   // both layouts
+  EXPECT_FALSE(fusable_batch_norm_silu(torch::randn({2, 4, 3, 3}), *bn));  // NCHW
+  EXPECT_FALSE(fusable_batch_norm_silu(channels_last.to(torch::kFloat64), *bn));
+  EXPECT_FALSE(fusable_batch_norm_silu(torch::randn({1, 4, 1, 1}), *bn));  // one value
+  torch::nn::BatchNorm2d cumulative(torch::nn::BatchNorm2dOptions(4).momentum(c10::nullopt));
+  EXPECT_FALSE(fusable_batch_norm_silu(channels_last, *cumulative));
+  torch::nn::BatchNorm2d plain(torch::nn::BatchNorm2dOptions(4).affine(false));
+  EXPECT_FALSE(fusable_batch_norm_silu(channels_last, *plain));
+
+  // A block fuses with one intra-op thread only.
+  ConvBnActivation block(4, 4, /*kernel=*/1, /*stride=*/1, /*groups=*/1, /*silu=*/true,
+                         /*fold=*/true);
+  block->train();
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  block->forward(channels_last);
+  EXPECT_TRUE(block->fused_last_forward());
+  torch::set_num_threads(2);
+  block->forward(channels_last);
+  EXPECT_FALSE(block->fused_last_forward());
+  torch::set_num_threads(threads);
+}
+
+// A depthwise block with direct depthwise convolution against the same block
+// with LibTorch's, same parameters and input: outputs and every gradient.
+void expect_direct_depthwise_matches(int64_t channels, int64_t kernel, int64_t stride, int64_t size,
+                                     bool batch_norm_trains) {
+  SCOPED_TRACE("channels " + std::to_string(channels) + ", kernel " + std::to_string(kernel) +
+               ", stride " + std::to_string(stride) + ", size " + std::to_string(size) +
+               (batch_norm_trains ? ", BatchNorm trains" : ", BatchNorm folded"));
+  torch::manual_seed(6);
+  std::vector<ConvBnActivation> blocks;
+  for (int i = 0; i < 2; ++i) {
+    blocks.emplace_back(channels, channels, kernel, stride, /*groups=*/channels, /*silu=*/true,
+                        /*fold=*/true);
+    blocks.back()->set_fuse_train(false);  // the convolution alone differs
+  }
+  blocks[1]->set_direct_depthwise_max_pixels(0);
+  {
+    torch::NoGradGuard no_grad;
+    blocks[0]->bn()->weight.uniform_(0.5, 1.5);
+    blocks[0]->bn()->bias.uniform_(-0.5, 0.5);
+    blocks[0]->bn()->running_var.uniform_(0.5, 2.0);
+    const auto source = blocks[0]->named_parameters();
+    for (auto& p : blocks[1]->named_parameters()) p.value().copy_(source[p.key()]);
+    blocks[1]->bn()->running_var.copy_(blocks[0]->bn()->running_var);
+  }
+  for (auto& block : blocks) {
+    block->train();
+    if (!batch_norm_trains) {                   // the finetune phase: BatchNorm frozen, folded
+      torch::nn::BatchNorm2d bn = block->bn();  // shares the module
+      bn->eval();
+      bn->weight.set_requires_grad(false);
+      bn->bias.set_requires_grad(false);
+    }
+  }
+  const torch::Tensor x = torch::randn({3, channels, size, size})
+                              .contiguous(torch::MemoryFormat::ChannelsLast)
+                              .requires_grad_();
+  std::vector<torch::Tensor> inputs;
+  std::vector<torch::Tensor> outputs;
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  for (auto& block : blocks) {
+    inputs.push_back(x.detach().clone().requires_grad_());
+    outputs.push_back(block->forward(inputs.back()));
+  }
+  EXPECT_TRUE(blocks[0]->direct_depthwise_last_forward());
+  EXPECT_FALSE(blocks[1]->direct_depthwise_last_forward());
+  const torch::Tensor dy = torch::randn_like(outputs[1]);
+  for (auto& y : outputs) (y * dy).sum().backward();
+  torch::set_num_threads(threads);
+  EXPECT_LT(testing::relative_error(outputs[0], outputs[1]), 1e-5);
+  EXPECT_LT(testing::relative_error(inputs[0].grad(), inputs[1].grad()), 1e-5);
+  const auto reference = blocks[1]->named_parameters();
+  for (const auto& p : blocks[0]->named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    EXPECT_LT(testing::relative_error(p.value().grad(), reference[p.key()].grad()), 1e-4)
+        << p.key();
+  }
+}
+
+TEST(ModelsDirectDepthwise, MatchesLibTorchsConvolutionAndGradients) {
+  for (const bool trains : {true, false}) {
+    expect_direct_depthwise_matches(40, 5, 1, 1, trains);  // only the centre tap
+    expect_direct_depthwise_matches(24, 5, 1, 2, trains);
+    expect_direct_depthwise_matches(24, 5, 2, 2, trains);  // 2x2 -> 1x1
+    expect_direct_depthwise_matches(17, 3, 1, 7, trains);  // odd map, odd channels
+    expect_direct_depthwise_matches(16, 3, 2, 8, trains);
+    expect_direct_depthwise_matches(8, 5, 2, 9, trains);
+  }
+}
+
+TEST(ModelsDirectDepthwise, OnlyWhereBackwardRunsOnSmallMaps) {
+  ConvBnActivation block(8, 8, /*kernel=*/3, /*stride=*/1, /*groups=*/8, /*silu=*/true,
+                         /*fold=*/true);
+  block->train();
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  const auto channels_last = [](torch::Tensor t) {
+    return t.contiguous(torch::MemoryFormat::ChannelsLast);
+  };
+  block->forward(channels_last(torch::randn({2, 8, 4, 4})));
+  EXPECT_TRUE(block->direct_depthwise_last_forward());          // the weight trains
+  block->forward(channels_last(torch::randn({2, 8, 17, 17})));  // 289 pixels > 256
+  EXPECT_FALSE(block->direct_depthwise_last_forward());
+  block->forward(torch::randn({2, 8, 4, 4}));  // NCHW
+  EXPECT_FALSE(block->direct_depthwise_last_forward());
+  {
+    torch::NoGradGuard no_grad;  // evaluation: forward only
+    block->forward(channels_last(torch::randn({2, 8, 4, 4})));
+    EXPECT_FALSE(block->direct_depthwise_last_forward());
+  }
+  torch::set_num_threads(2);
+  block->forward(channels_last(torch::randn({2, 8, 4, 4})));
+  EXPECT_FALSE(block->direct_depthwise_last_forward());
+  torch::set_num_threads(threads);
+  ConvBnActivation dense(8, 8, 3, 1, /*groups=*/1, true, true);
+  dense->train();
+  torch::set_num_threads(1);
+  dense->forward(channels_last(torch::randn({2, 8, 4, 4})));
+  EXPECT_FALSE(dense->direct_depthwise_last_forward());
+  torch::set_num_threads(threads);
+}
+
+TEST(ModelsFusedBatchNormSilu, ExpApproximationIsWithinTwoUlpOverItsRange) {
+  double worst = 0.0;
+  float worst_at = 0.0F;
+  for (float x = -87.0F; x <= 88.0F; x += 0.0137F) {
+    const double exact = std::exp(static_cast<double>(x));
+    const double error = std::abs(kernels::exp_approx(x) - exact) / exact;
+    if (error > worst) {
+      worst = error;
+      worst_at = x;
+    }
+  }
+  // 2 ulp of float is 2.4e-7 relative.
+  EXPECT_LT(worst, 2.4e-7) << "at x = " << worst_at;
+  EXPECT_GT(kernels::exp_approx(1000.0F), 1e38F);  // clamped, finite
+  EXPECT_TRUE(std::isfinite(kernels::exp_approx(1000.0F)));
+  EXPECT_GT(kernels::exp_approx(-1000.0F), 0.0F);
 }
 
 TEST(ModelsFoldBatchNormBlock, InferenceModeKeepsTheFoldOnlyWhileItsSourcesAreUnchanged) {

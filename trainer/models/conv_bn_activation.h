@@ -14,6 +14,13 @@
 // smaller) weight. A BatchNorm in train mode (phase kFull, training from
 // scratch) runs unfolded, exactly as conv -> bn -> silu.
 //
+// A BatchNorm in train mode followed by SiLU, on a channels-last float32
+// CPU activation with one intra-op thread (the trainer's setting per rank;
+// with more, LibTorch's parallel kernels win), runs as one fused step (batch_norm_silu_kernels.h:
+// two passes forward and two backward instead of about five and eight), same mathematics, running
+// statistics updated as BatchNorm2d does; to float rounding the same as conv -> bn -> silu
+// (set_fuse_train_batch_norm_silu turns it off).
+//
 // Under InferenceMode (the head phase's frozen base) the folded weight and
 // bias are kept from one forward to the next, as long as the five tensors
 // they come from are the same tensors at the same version; any forward
@@ -53,6 +60,12 @@ struct FoldedConv {
 // REQUIRES: bn affine with running statistics, bn.num_features == O.
 FoldedConv fold_batch_norm(const torch::Tensor& weight, const torch::nn::BatchNorm2dImpl& bn);
 
+// See ConvBnActivationImpl::direct_depthwise_max_pixels.
+// 16 x 16: at 32 px every depthwise map of EfficientNet-B0 but the first;
+// at 224 px the 14 x 14 and 7 x 7 stages (model_bench --ab-depthwise: larger
+// maps gain nothing).
+constexpr std::int64_t kDefaultDirectDepthwiseMaxPixels = 256;
+
 class ConvBnActivationImpl : public torch::nn::Module {
  public:
   // Conv2d(in -> out, kernel, stride, groups, "same" padding for odd kernels,
@@ -67,6 +80,22 @@ class ConvBnActivationImpl : public torch::nn::Module {
   bool folds() const { return fold_ && !bn_->is_training(); }
   bool fold_enabled() const { return fold_; }
   void set_fold(bool on) { fold_ = on; }
+  bool fuse_train_enabled() const { return fuse_train_; }
+  void set_fuse_train(bool on) { fuse_train_ = on; }
+  // Whether the latest forward ran the fused BatchNorm + SiLU.
+  bool fused_last_forward() const { return fused_last_forward_; }
+
+  // Depthwise convolutions whose input has at most this many pixels (H * W)
+  // run as direct summation (depthwise_conv_kernels.h) where autograd
+  // records them (backward will run: oneDNN's depthwise backward is the slow
+  // part) on a channels-last float32 CPU batch with one intra-op thread; 0
+  // turns it off.
+  std::int64_t direct_depthwise_max_pixels() const { return direct_depthwise_max_pixels_; }
+  void set_direct_depthwise_max_pixels(std::int64_t pixels) {
+    direct_depthwise_max_pixels_ = pixels;
+  }
+  // Whether the latest forward's convolution ran that way.
+  bool direct_depthwise_last_forward() const { return direct_depthwise_last_forward_; }
 
   const torch::nn::Conv2d& conv() const { return conv_; }
   const torch::nn::BatchNorm2d& bn() const { return bn_; }
@@ -90,11 +119,20 @@ class ConvBnActivationImpl : public torch::nn::Module {
   // The folded weight for a forward under InferenceMode, from the kept one
   // when its sources are unchanged.
   const FoldedConv& inference_fold();
+  bool takes_direct_depthwise(const torch::Tensor& input, const torch::Tensor& weight) const;
+  // The block's convolution of `input` with `weight` (and `bias`, may be
+  // undefined): LibTorch's, or the direct depthwise one.
+  torch::Tensor convolve(const torch::Tensor& input, const torch::Tensor& weight,
+                         const torch::Tensor& bias);
 
   torch::nn::Conv2d conv_{nullptr};
   torch::nn::BatchNorm2d bn_{nullptr};
   torch::nn::SiLU silu_{nullptr};  // null: no activation
   bool fold_;
+  bool fuse_train_ = true;
+  bool fused_last_forward_ = false;
+  std::int64_t direct_depthwise_max_pixels_ = kDefaultDirectDepthwiseMaxPixels;
+  bool direct_depthwise_last_forward_ = false;
   FoldedConv inference_fold_;  // undefined tensors: none kept
   FoldSources inference_fold_sources_{};
 };
@@ -103,5 +141,23 @@ TORCH_MODULE(ConvBnActivation);
 // Turns folding on or off in every ConvBnActivation below `root` (itself
 // included); returns how many there are (49 in EfficientNet-B0).
 int set_fold_frozen_batch_norm(torch::nn::Module& root, bool on);
+
+// The same for the fused train-mode BatchNorm + SiLU (on by default).
+int set_fuse_train_batch_norm_silu(torch::nn::Module& root, bool on);
+
+// The same for direct depthwise convolution (0: off).
+int set_direct_depthwise_max_pixels(torch::nn::Module& root, std::int64_t pixels);
+
+// Whether batch_norm_silu_train takes `input` with `bn`: a 4-D float32 CPU
+// tensor, channels-last contiguous (what a channels-last convolution
+// returns; [N, C, 1, 1] counts), more than one value per channel; `bn`
+// affine, tracking running statistics with a fixed momentum.
+bool fusable_batch_norm_silu(const torch::Tensor& input, const torch::nn::BatchNorm2dImpl& bn);
+
+// silu(bn(input)) with `bn` in train mode: normalised by the batch's
+// statistics, bn's running mean and (unbiased) variance and
+// num_batches_tracked updated as BatchNorm2d::forward does. Differentiable
+// in input, gamma and beta (not twice). REQUIRES: fusable_batch_norm_silu.
+torch::Tensor batch_norm_silu_train(const torch::Tensor& input, torch::nn::BatchNorm2dImpl& bn);
 
 }  // namespace xfer::trainer::models
