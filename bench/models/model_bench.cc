@@ -529,7 +529,6 @@ int run(const BenchOptions& options) {
           models::set_direct_depthwise_max_pixels(*model, on ? options.depthwise_pixels : 0);
         },
         true);
-    models::set_direct_depthwise_max_pixels(*model, options.depthwise_pixels);
   }
   if (options.ab_fuse > 0) {
     restore(model, initial);

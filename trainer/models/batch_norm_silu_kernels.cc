@@ -101,6 +101,29 @@ XFER_VECTOR_CLONES void input_gradient_rows(const float* __restrict x, const flo
   }
 }
 
+// Two per-channel sums over `rows` rows into `first_sum` and `second_sum`
+// (overwritten): rows_fn(first row, row count, float sums) adds a block of at
+// most kBlockRows rows into zeroed float arrays, which are then added in
+// double.
+template <typename RowsFn>
+void sum_in_blocks(std::int64_t rows, std::int64_t channels, double* first_sum, double* second_sum,
+                   RowsFn rows_fn) {
+  const auto size = static_cast<std::size_t>(channels);
+  std::fill(first_sum, first_sum + size, 0.0);
+  std::fill(second_sum, second_sum + size, 0.0);
+  std::vector<float> block_first(size);
+  std::vector<float> block_second(size);
+  for (std::int64_t first = 0; first < rows; first += kBlockRows) {
+    std::fill(block_first.begin(), block_first.end(), 0.0F);
+    std::fill(block_second.begin(), block_second.end(), 0.0F);
+    rows_fn(first, std::min(kBlockRows, rows - first), block_first.data(), block_second.data());
+    for (std::size_t c = 0; c < size; ++c) {
+      first_sum[c] += block_first[c];
+      second_sum[c] += block_second[c];
+    }
+  }
+}
+
 }  // namespace
 
 float exp_approx(float x) { return exp_inline(x); }
@@ -108,20 +131,13 @@ float exp_approx(float x) { return exp_inline(x); }
 void channel_mean_variance(const float* x, std::int64_t rows, std::int64_t channels, float* mean,
                            float* variance) {
   const auto size = static_cast<std::size_t>(channels);
-  std::vector<double> sum(size, 0.0);
-  std::vector<double> sum_squares(size, 0.0);
-  std::vector<float> block_sum(size);
-  std::vector<float> block_squares(size);
-  for (std::int64_t first = 0; first < rows; first += kBlockRows) {
-    std::fill(block_sum.begin(), block_sum.end(), 0.0F);
-    std::fill(block_squares.begin(), block_squares.end(), 0.0F);
-    accumulate_shifted(x + first * channels, std::min(kBlockRows, rows - first), channels, x,
-                       block_sum.data(), block_squares.data());
-    for (std::size_t c = 0; c < size; ++c) {
-      sum[c] += block_sum[c];
-      sum_squares[c] += block_squares[c];
-    }
-  }
+  std::vector<double> sum(size);
+  std::vector<double> sum_squares(size);
+  sum_in_blocks(
+      rows, channels, sum.data(), sum_squares.data(),
+      [&](std::int64_t first, std::int64_t count, float* block_sum, float* block_squares) {
+        accumulate_shifted(x + first * channels, count, channels, x, block_sum, block_squares);
+      });
   const double n = static_cast<double>(rows);
   for (std::int64_t c = 0; c < channels; ++c) {
     const double shifted_mean = sum[c] / n;
@@ -140,22 +156,12 @@ void silu_backward_with_sums(const float* x, const float* dy, std::int64_t rows,
                              std::int64_t channels, const float* mean, const float* invstd,
                              const float* gamma, const float* beta, float* dz, double* sum_dz,
                              double* sum_dz_xhat) {
-  const auto size = static_cast<std::size_t>(channels);
-  std::fill(sum_dz, sum_dz + channels, 0.0);
-  std::fill(sum_dz_xhat, sum_dz_xhat + channels, 0.0);
-  std::vector<float> block_dz(size);
-  std::vector<float> block_dz_xhat(size);
-  for (std::int64_t first = 0; first < rows; first += kBlockRows) {
-    std::fill(block_dz.begin(), block_dz.end(), 0.0F);
-    std::fill(block_dz_xhat.begin(), block_dz_xhat.end(), 0.0F);
-    const std::int64_t offset = first * channels;
-    silu_backward_rows(x + offset, dy + offset, std::min(kBlockRows, rows - first), channels, mean,
-                       invstd, gamma, beta, dz + offset, block_dz.data(), block_dz_xhat.data());
-    for (std::size_t c = 0; c < size; ++c) {
-      sum_dz[c] += block_dz[c];
-      sum_dz_xhat[c] += block_dz_xhat[c];
-    }
-  }
+  sum_in_blocks(rows, channels, sum_dz, sum_dz_xhat,
+                [&](std::int64_t first, std::int64_t count, float* block_dz, float* block_dz_xhat) {
+                  const std::int64_t offset = first * channels;
+                  silu_backward_rows(x + offset, dy + offset, count, channels, mean, invstd, gamma,
+                                     beta, dz + offset, block_dz, block_dz_xhat);
+                });
 }
 
 void batch_norm_input_gradient(const float* x, const float* dz, std::int64_t rows,

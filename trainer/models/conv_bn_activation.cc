@@ -178,6 +178,10 @@ bool fusable_batch_norm_silu(const torch::Tensor& input, const nn::BatchNorm2dIm
 }
 
 torch::Tensor batch_norm_silu_train(const torch::Tensor& input, nn::BatchNorm2dImpl& bn) {
+  // Before any raw pointer is read.
+  TORCH_CHECK(fusable_batch_norm_silu(input, bn),
+              "batch_norm_silu_train: the input or the BatchNorm is not fusable (see "
+              "fusable_batch_norm_silu)");
   const std::int64_t channels = input.size(1);
   const std::int64_t rows = rows_of(input);
   torch::Tensor mean = torch::empty({channels}, torch::kFloat32);
@@ -193,10 +197,6 @@ torch::Tensor batch_norm_silu_train(const torch::Tensor& input, nn::BatchNorm2dI
     const double eps = bn.options.eps();
     const double unbiased = static_cast<double>(rows) / static_cast<double>(rows - 1);
     bn.num_batches_tracked += 1;
-    TORCH_CHECK(bn.running_mean.is_contiguous() && bn.running_var.is_contiguous() &&
-                    bn.running_mean.scalar_type() == torch::kFloat32 &&
-                    bn.running_var.scalar_type() == torch::kFloat32,
-                "BatchNorm running statistics must be contiguous float32");
     float* running_mean = bn.running_mean.data_ptr<float>();
     float* running_var = bn.running_var.data_ptr<float>();
     const float* m = mean.data_ptr<float>();
@@ -272,7 +272,8 @@ const FoldedConv& ConvBnActivationImpl::inference_fold() {
 
 bool ConvBnActivationImpl::takes_direct_depthwise(const torch::Tensor& input,
                                                   const torch::Tensor& weight) const {
-  // Only where backward will run: forward alone is no faster than oneDNN's.
+  // Only where backward will run (never under InferenceMode, which turns
+  // GradMode off): forward alone is no faster than oneDNN's.
   if (!torch::GradMode::is_enabled() || !(input.requires_grad() || weight.requires_grad())) {
     return false;
   }
@@ -283,7 +284,7 @@ bool ConvBnActivationImpl::takes_direct_depthwise(const torch::Tensor& input,
          options.stride()->at(0) == options.stride()->at(1) && padding->at(0) == padding->at(1) &&
          options.kernel_size()->at(0) == options.kernel_size()->at(1) &&
          options.dilation()->at(0) == 1 && options.dilation()->at(1) == 1 &&
-         !c10::InferenceMode::is_enabled() && torch::get_num_threads() == 1 && input.dim() == 4 &&
+         torch::get_num_threads() == 1 && input.dim() == 4 &&
          input.scalar_type() == torch::kFloat32 && input.device().is_cpu() &&
          input.is_contiguous(torch::MemoryFormat::ChannelsLast) &&
          input.size(2) * input.size(3) <= direct_depthwise_max_pixels_;
