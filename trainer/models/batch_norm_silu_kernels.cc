@@ -5,9 +5,10 @@
 #include <cstring>
 #include <vector>
 
+#include "common/vector_clones.h"
+
 // Every loop runs along the channels of one row, contiguous in memory, with
 // per-channel constants in small arrays: the shape auto-vectorisation wants.
-#define XFER_VECTOR_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
 
 namespace xfer::trainer::models::kernels {
 namespace {

@@ -12,14 +12,20 @@
 // in training its backward pass, in the finetune phase, in the head phase's
 // base forward and in evaluation; the price is one pass over the (much
 // smaller) weight. A BatchNorm in train mode (phase kFull, training from
-// scratch) runs unfolded, exactly as conv -> bn -> silu.
+// scratch) runs unfolded.
 //
-// A BatchNorm in train mode followed by SiLU, on a channels-last float32
-// CPU activation with one intra-op thread (the trainer's setting per rank;
-// with more, LibTorch's parallel kernels win), runs as one fused step (batch_norm_silu_kernels.h:
-// two passes forward and two backward instead of about five and eight), same mathematics, running
-// statistics updated as BatchNorm2d does; to float rounding the same as conv -> bn -> silu
-// (set_fuse_train_batch_norm_silu turns it off).
+// With one intra-op thread (the trainer's setting per rank; with more,
+// LibTorch's parallel kernels win) and a channels-last float32 CPU batch, two
+// kernels of our own replace LibTorch's, equal to them to float rounding:
+// - a BatchNorm in train mode followed by SiLU runs as one fused step
+//   (batch_norm_silu_kernels.h: two passes forward and two backward instead
+//   of about five and eight), running statistics updated as BatchNorm2d does
+//   (set_fuse_train_batch_norm_silu turns it off);
+// - where backward will run, a depthwise convolution on a map of at most
+//   direct_depthwise_max_pixels() pixels sums its taps directly
+//   (depthwise_conv_kernels.h; set_direct_depthwise_max_pixels(root, 0) turns
+//   it off).
+// Both off, training runs exactly as conv -> bn -> silu.
 //
 // Under InferenceMode (the head phase's frozen base) the folded weight and
 // bias are kept from one forward to the next, as long as the five tensors

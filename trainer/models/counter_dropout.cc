@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/vector_clones.h"
+
 namespace xfer::trainer::models {
 namespace {
 
@@ -49,9 +51,9 @@ inline std::uint32_t hash32(std::uint32_t x) {
 // loop vectorises (8 or 16 elements a step with AVX2 or AVX-512; built for
 // each, chosen at load time by the CPU), where splitmix64 per element cost
 // 3 ns each in scalar 64-bit multiplies.
-__attribute__((target_clones("default", "avx2", "avx512f"))) void fill_mask(
-    float* out, std::uint32_t n, std::uint32_t key_in, std::uint32_t key_between,
-    std::uint32_t drop_below, float scale) {
+XFER_VECTOR_CLONES void fill_mask(float* out, std::uint32_t n, std::uint32_t key_in,
+                                  std::uint32_t key_between, std::uint32_t drop_below,
+                                  float scale) {
   for (std::uint32_t i = 0; i < n; ++i) {
     const std::uint32_t bits = hash32(hash32(i + key_in) ^ key_between);
     out[i] = bits >= drop_below ? scale : 0.0F;

@@ -2,14 +2,15 @@
 
 #include <algorithm>
 
+#include "common/vector_clones.h"
+
 namespace xfer::trainer::models::kernels {
 namespace {
 
 // acc[c] += p[c] * q[c]: the one loop all three passes are made of, built for
 // SSE2, AVX2 and AVX-512 and chosen at load time by the CPU.
-__attribute__((target_clones("default", "avx2", "avx512f"))) void multiply_accumulate(
-    float* __restrict acc, const float* __restrict p, const float* __restrict q,
-    std::int64_t channels) {
+XFER_VECTOR_CLONES void multiply_accumulate(float* __restrict acc, const float* __restrict p,
+                                            const float* __restrict q, std::int64_t channels) {
   for (std::int64_t c = 0; c < channels; ++c) acc[c] += p[c] * q[c];
 }
 

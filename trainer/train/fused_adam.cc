@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "common/vector_clones.h"
+
 namespace xfer::trainer::train {
 namespace {
 
@@ -47,9 +49,8 @@ struct Coefficients {
 // Built three times, chosen once at load time by the CPU (GCC's ifunc): the
 // two divisions and the square root per element are what this loop spends,
 // and AVX2 and AVX-512 do 8 and 16 of each at a time against SSE2's 4.
-__attribute__((target_clones("default", "avx2", "avx512f"))) void update(
-    float* param, const float* grad, float* exp_avg, float* exp_avg_sq, std::int64_t n,
-    const Coefficients& c) {
+XFER_VECTOR_CLONES void update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                               std::int64_t n, const Coefficients& c) {
   for (std::int64_t i = 0; i < n; ++i) {
     // grad = grad.add(p, weight_decay) when weight_decay != 0.
     const float g = c.weight_decay != 0.0F ? grad[i] + c.weight_decay * param[i] : grad[i];
