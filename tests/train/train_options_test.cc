@@ -104,6 +104,46 @@ TEST(TrainOptions, FinalizeNamesWhatIsWrong) {
             std::string::npos);
 }
 
+TEST(TrainOptions, DisableKernelsSwitchesEachKernelByName) {
+  EXPECT_EQ(parse_disabled_kernels("none"), KernelSwitches{});
+  const KernelSwitches all = parse_disabled_kernels("all");
+  EXPECT_FALSE(all.fused_batch_norm_silu || all.direct_depthwise || all.fold_frozen_batch_norm ||
+               all.fused_adam || all.counter_dropout);
+  EXPECT_EQ(disabled_kernels_text(all),
+            "fused-bn-silu,direct-depthwise,fold-bn,fused-adam,counter-dropout");
+  const KernelSwitches two = parse_disabled_kernels("fused-adam,direct-depthwise");
+  EXPECT_FALSE(two.fused_adam);
+  EXPECT_FALSE(two.direct_depthwise);
+  EXPECT_TRUE(two.fused_batch_norm_silu && two.fold_frozen_batch_norm && two.counter_dropout);
+  EXPECT_EQ(disabled_kernels_text(two), "direct-depthwise,fused-adam");
+  EXPECT_EQ(disabled_kernels_text(KernelSwitches{}), "none");
+
+  TrainOptions o = parse({"--run-name", "r", "--disable-kernels", "counter-dropout"});
+  finalize(o);
+  EXPECT_FALSE(o.kernels.counter_dropout);
+  EXPECT_TRUE(o.kernels.fused_adam);
+  EXPECT_NE(to_json(o).find("\"disable-kernels\":\"counter-dropout\""), std::string::npos);
+
+  for (const std::string bad :
+       {"fused_adam", "fused-adam,", "", ",fold-bn", "fold-bn,,fused-adam"}) {
+    try {
+      parse_disabled_kernels(bad);
+      ADD_FAILURE() << "'" << bad << "' was accepted";
+    } catch (const std::invalid_argument& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find("--disable-kernels '" + bad + "'"), std::string::npos) << message;
+      EXPECT_NE(message.find("fused-bn-silu, direct-depthwise"), std::string::npos) << message;
+    }
+  }
+}
+
+TEST(TrainOptions, AdamEpsilonMustBePositive) {
+  TrainOptions o = parse({"--run-name", "r"});
+  o.adam_eps = 0;
+  EXPECT_THROW(finalize(o), std::invalid_argument);
+  EXPECT_THROW(parse({"--run-name", "r", "--adam-eps", "-1"}), CLI::ValidationError);
+}
+
 TEST(TrainOptions, JsonNamesTheFlags) {
   TrainOptions o = parse({"--run-name", "r", "--seed", "7"});
   finalize(o);

@@ -134,8 +134,10 @@ TransferModelImpl::TransferModelImpl(const TransferModelOptions& options) : opti
     nn::init::uniform_(linear->weight, -range, range);
     nn::init::zeros_(linear->bias);
   }
-  classifier_ =
-      register_module("classifier", nn::Sequential(CounterDropout(options.dropout), linear));
+  classifier_ = register_module(
+      "classifier", options.counter_dropout
+                        ? nn::Sequential(CounterDropout(options.dropout), linear)
+                        : nn::Sequential(nn::Dropout(nn::DropoutOptions(options.dropout)), linear));
   set_phase(options.phase);
 }
 

@@ -69,6 +69,9 @@ struct TransferModelOptions {
   // Fold BatchNorm into the convolution while the BN is in eval mode
   // (efficientnet_b0; ignored for torchscript). Default: true.
   bool fold_frozen_batch_norm = true;
+  // The head's dropout as a CounterDropout (counter_dropout.h); false: a
+  // torch::nn::Dropout. Same state dict either way. Default: true.
+  bool counter_dropout = true;
 };
 
 struct ParameterCounts {

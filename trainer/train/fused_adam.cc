@@ -69,6 +69,11 @@ XFER_VECTOR_CLONES void update(float* param, const float* grad, float* exp_avg, 
 
 }  // namespace
 
+std::unique_ptr<torch::optim::Adam> make_adam(const std::vector<torch::Tensor>& parameters,
+                                              double lr, double eps) {
+  return std::make_unique<torch::optim::Adam>(parameters, torch::optim::AdamOptions(lr).eps(eps));
+}
+
 std::string adam_state_key(const torch::Tensor& parameter) {
   return c10::guts::to_string(parameter.unsafeGetTensorImpl());
 }

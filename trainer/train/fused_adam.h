@@ -24,9 +24,17 @@
 
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace xfer::trainer::train {
+
+// The training job's optimizer: Adam over `parameters` at `lr` with epsilon
+// `eps` (TrainOptions::adam_eps) and the default betas (0.9, 0.999), no
+// weight decay, no AMSGrad: what fused_adam_step runs in one pass.
+std::unique_ptr<torch::optim::Adam> make_adam(const std::vector<torch::Tensor>& parameters,
+                                              double lr, double eps);
 
 // One optimizer step, as optimizer.step() (see above). Parameters without a
 // gradient are skipped, as there.

@@ -30,7 +30,63 @@ void add_phase_flags(CLI::App& cmd, const std::string& phase, PhaseSchedule& sch
   throw std::invalid_argument("--" + flag + " " + value + ": expected " + expected);
 }
 
+struct KernelName {
+  const char* name;
+  bool KernelSwitches::*on;
+};
+constexpr KernelName kKernelNames[] = {
+    {"fused-bn-silu", &KernelSwitches::fused_batch_norm_silu},
+    {"direct-depthwise", &KernelSwitches::direct_depthwise},
+    {"fold-bn", &KernelSwitches::fold_frozen_batch_norm},
+    {"fused-adam", &KernelSwitches::fused_adam},
+    {"counter-dropout", &KernelSwitches::counter_dropout},
+};
+
+std::string kernel_names() {
+  std::string out;
+  for (const auto& k : kKernelNames) out += std::string(out.empty() ? "" : ", ") + k.name;
+  return out;
+}
+
 }  // namespace
+
+KernelSwitches parse_disabled_kernels(const std::string& text) {
+  KernelSwitches kernels;
+  if (text == "none") return kernels;
+  if (text == "all") {
+    for (const auto& k : kKernelNames) kernels.*k.on = false;
+    return kernels;
+  }
+  std::stringstream parts(text);
+  std::string part;
+  bool any = false;
+  while (std::getline(parts, part, ',')) {
+    const KernelName* found = nullptr;
+    for (const auto& k : kKernelNames) {
+      if (part == k.name) found = &k;
+    }
+    if (found == nullptr) {
+      throw std::invalid_argument("--disable-kernels '" + text + "': unknown kernel '" + part +
+                                  "' (expected none, all, or a comma-separated list of " +
+                                  kernel_names() + ")");
+    }
+    kernels.*found->on = false;
+    any = true;
+  }
+  if (!any || text.back() == ',') {
+    throw std::invalid_argument("--disable-kernels '" + text + "': empty kernel name (expected " +
+                                "none, all, or a comma-separated list of " + kernel_names() + ")");
+  }
+  return kernels;
+}
+
+std::string disabled_kernels_text(const KernelSwitches& kernels) {
+  std::string out;
+  for (const auto& k : kKernelNames) {
+    if (!(kernels.*k.on)) out += std::string(out.empty() ? "" : ",") + k.name;
+  }
+  return out.empty() ? "none" : out;
+}
 
 void add_train_flags(CLI::App& cmd, TrainOptions& o) {
   cmd.add_option("--coordinator", o.coordinator, "host:port of the coordinator")
@@ -77,6 +133,9 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
   add_phase_flags(cmd, "full", o.full, "--full-lr-decay", "training from scratch");
   add_phase_flags(cmd, "head", o.head, "--head-lr-decay", "head training");
   add_phase_flags(cmd, "finetune", o.finetune, "--lr-decay", "fine-tuning");
+  cmd.add_option("--adam-eps", o.adam_eps, "Adam's epsilon (every phase)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 
   cmd.add_option("--train-split", o.train_split, "split spec trained on")->capture_default_str();
   cmd.add_option("--val-split", o.val_split, "split spec validated on every epoch")
@@ -107,6 +166,10 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
       ->capture_default_str();
   cmd.add_option("--cache-dir", o.cache_dir,
                  "folder for cached features past --cache-mb (default: the temp folder)");
+  cmd.add_option(
+         "--disable-kernels", o.disable_kernels,
+         "switch our CPU kernels off to rule one out: none, all, or a list of " + kernel_names())
+      ->capture_default_str();
   cmd.add_option("--seed", o.seed, "seed of shuffling, augmentation, dropout, initialisation")
       ->capture_default_str();
   cmd.add_option("--resume", o.resume,
@@ -170,6 +233,12 @@ void finalize(TrainOptions& o) {
       bad("lr-decay", std::to_string(schedule->decay), "a decay >= 0");
     }
   }
+  o.kernels = parse_disabled_kernels(o.disable_kernels);
+  if (!std::isfinite(o.adam_eps) || o.adam_eps <= 0) {
+    std::ostringstream value;
+    value << o.adam_eps;
+    bad("adam-eps", value.str(), "a positive number such as 1e-8");
+  }
   if (o.eval_batch_size == 0) o.eval_batch_size = o.batch_size;
   if (o.run_dir.empty()) o.run_dir = "runs/" + o.run_name;
   if (o.train_split.empty()) bad("train-split", "''", "a split spec such as train[20%:]");
@@ -200,6 +269,8 @@ std::string to_json(const TrainOptions& o) {
   j["finetune-epochs"] = o.finetune.epochs;
   j["finetune-lr"] = o.finetune.lr;
   j["lr-decay"] = o.finetune.decay;
+  j["adam-eps"] = o.adam_eps;
+  j["disable-kernels"] = disabled_kernels_text(o.kernels);
   j["train-split"] = o.train_split;
   j["val-split"] = o.val_split;
   j["test-split"] = o.test_split;

@@ -25,6 +25,37 @@ struct PhaseSchedule {
   double decay = 0.0;
 };
 
+// Our own kernels that replace LibTorch's on the CPU (docs/performance.md),
+// each on by default. --disable-kernels switches them off one by one, so a
+// suspected kernel can be ruled out on real data (bench/accuracy/run.sh).
+struct KernelSwitches {
+  // Train-mode BatchNorm + SiLU in one pass (batch_norm_silu_kernels.h).
+  bool fused_batch_norm_silu = true;
+  // Direct depthwise convolution on small maps (depthwise_conv_kernels.h).
+  bool direct_depthwise = true;
+  // Eval-mode BatchNorm folded into its convolution (conv_bn_activation.h).
+  bool fold_frozen_batch_norm = true;
+  // Adam's update in one pass (fused_adam.h).
+  bool fused_adam = true;
+  // Hash-mask dropout before the head (counter_dropout.h).
+  bool counter_dropout = true;
+
+  bool operator==(const KernelSwitches& other) const {
+    return fused_batch_norm_silu == other.fused_batch_norm_silu &&
+           direct_depthwise == other.direct_depthwise &&
+           fold_frozen_batch_norm == other.fold_frozen_batch_norm &&
+           fused_adam == other.fused_adam && counter_dropout == other.counter_dropout;
+  }
+};
+
+// "none" (every kernel on), "all" (every kernel off), or a comma-separated
+// list of the kernels to switch off: fused-bn-silu, direct-depthwise,
+// fold-bn, fused-adam, counter-dropout. Throws std::invalid_argument quoting
+// the text, the bad part and the names expected.
+KernelSwitches parse_disabled_kernels(const std::string& text);
+// The names of the kernels switched off, comma-separated; "none" when none.
+std::string disabled_kernels_text(const KernelSwitches& kernels);
+
 struct TrainOptions {
   // ---- connection
   // host:port of the coordinator. Default: 127.0.0.1:50051.
@@ -76,6 +107,12 @@ struct TrainOptions {
   PhaseSchedule full{0, 1e-3, 0.0};
   PhaseSchedule head{10, 1e-3, 0.0};
   PhaseSchedule finetune{15, 3e-6, 1e-6};
+  // Kernels switched off (--disable-kernels, parsed by finalize into
+  // `kernels`). Default: "none".
+  std::string disable_kernels = "none";
+  KernelSwitches kernels;
+  // Adam's epsilon, every phase. Default: 1e-7 (Keras'). REQUIRES: > 0.
+  double adam_eps = 1e-7;
 
   // ---- data
   std::string train_split = "train[20%:]";

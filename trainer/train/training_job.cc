@@ -35,6 +35,7 @@
 #include "trainer/evaluation/report_format.h"
 #include "trainer/evaluation/report_proto.h"
 #include "trainer/models/autocast_scope.h"
+#include "trainer/models/conv_bn_activation.h"
 #include "trainer/models/preprocess.h"
 #include "trainer/models/state_dict.h"
 #include "trainer/models/transfer_model.h"
@@ -638,8 +639,18 @@ void TrainingJob::build_model() {
   mo.dropout = options_.dropout;
   mo.dry_run_image_size = options_.image_size;
   mo.phase = models::Phase::kHead;
+  mo.fold_frozen_batch_norm = options_.kernels.fold_frozen_batch_norm;
+  mo.counter_dropout = options_.kernels.counter_dropout;
   torch::manual_seed(options_.seed);
   model_ = models::TransferModel(mo);
+  if (!options_.kernels.fused_batch_norm_silu) {
+    models::set_fuse_train_batch_norm_silu(*model_, false);
+  }
+  if (!options_.kernels.direct_depthwise) models::set_direct_depthwise_max_pixels(*model_, 0);
+  if (!(options_.kernels == KernelSwitches{}) && world_.rank() == 0) {
+    spdlog::info("--disable-kernels: {} switched off (LibTorch's own operations run instead)",
+                 disabled_kernels_text(options_.kernels));
+  }
 
   if (!resume_.empty()) {
     FetchedCheckpoint fetched = fetch_checkpoint(resume_, "", CheckpointUse::kResume);
@@ -716,9 +727,7 @@ void TrainingJob::make_optimizer(double lr) {
   for (const auto& p : model_->parameters()) {
     if (p.requires_grad()) trainable.push_back(p);
   }
-  // Keras' Adam epsilon (1e-7); betas are the same in both libraries.
-  optimizer_ =
-      std::make_unique<torch::optim::Adam>(trainable, torch::optim::AdamOptions(lr).eps(1e-7));
+  optimizer_ = make_adam(trainable, lr, options_.adam_eps);
 }
 
 v1::StreamShardRequest TrainingJob::shard_request(const std::string& split, int global_epoch,
@@ -1077,7 +1086,11 @@ EpochResult TrainingJob::train_epoch(const PhasePlan& plan, int epoch, std::int6
     }
     loss.backward();
     reducer_->finalize_backward();
-    fused_adam_step(*optimizer_);
+    if (options_.kernels.fused_adam) {
+      fused_adam_step(*optimizer_);
+    } else {
+      optimizer_->step();
+    }
     if (options_.step_delay_ms > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.step_delay_ms));
     }
