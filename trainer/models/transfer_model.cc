@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cmath>
 #include <stdexcept>
 #include <utility>
 
@@ -126,14 +125,12 @@ TransferModelImpl::TransferModelImpl(const TransferModelOptions& options) : opti
                                 "', expected efficientnet_b0 or torchscript");
   }
 
+  // A new head is initialised as a fresh torch.nn.Linear is (LibTorch's
+  // nn::Linear does the same: weight and bias U(-1/sqrt(in), 1/sqrt(in))),
+  // which is what a PyTorch script that replaces torchvision's classifier
+  // trains. torchvision's own EfficientNet init, U(-1/sqrt(out), 1/sqrt(out))
+  // with a zero bias, is 3.6x wider for 1280 -> 100 (bench/accuracy).
   auto linear = nn::Linear(feature_channels_, options.num_classes);
-  {
-    // torchvision's EfficientNet head init: U(-1/sqrt(out), 1/sqrt(out)), bias 0.
-    torch::NoGradGuard no_grad;
-    const double range = 1.0 / std::sqrt(static_cast<double>(options.num_classes));
-    nn::init::uniform_(linear->weight, -range, range);
-    nn::init::zeros_(linear->bias);
-  }
   classifier_ = register_module(
       "classifier", options.counter_dropout
                         ? nn::Sequential(CounterDropout(options.dropout), linear)

@@ -5,7 +5,8 @@
 //         `features`, so the state dict keeps torchvision's names);
 //         torchscript: any module exported by tools/export_weights.py
 //         (registered as `base.<its names>`).
-//   head  global average pool -> Dropout(p) -> Linear(C -> num_classes),
+//   head  global average pool -> Dropout(p) -> Linear(C -> num_classes)
+//         (initialised as a fresh torch.nn.Linear),
 //         the dropout a CounterDropout (counter_dropout.h: torch::dropout's
 //         semantics, a cheaper mask),
 //         registered as `classifier.0`/`classifier.1` like torchvision's.

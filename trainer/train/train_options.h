@@ -111,8 +111,10 @@ struct TrainOptions {
   // `kernels`). Default: "none".
   std::string disable_kernels = "none";
   KernelSwitches kernels;
-  // Adam's epsilon, every phase. Default: 1e-7 (Keras'). REQUIRES: > 0.
-  double adam_eps = 1e-7;
+  // Adam's epsilon, every phase. Default: 1e-8, torch.optim.Adam's, so a
+  // step is the step a PyTorch script takes from the same gradients
+  // (tests/models/training_parity_test.cc); Keras' is 1e-7. REQUIRES: > 0.
+  double adam_eps = 1e-8;
 
   // ---- data
   std::string train_split = "train[20%:]";
