@@ -34,6 +34,7 @@ readonly PACKAGES=(
   python3-torch            # numerical reference in tests, PyTorch DDP peer in benchmarks
   python3-torchvision
   python3-numpy
+  python3-sklearn          # scikit-learn: the reference for the report's macro averages in tests
   curl                     # tools/fetch-cifar100.sh
   chromium                 # renders report.html headless in its test
   slurmctld                # a real single-node Slurm for the sbatch tests

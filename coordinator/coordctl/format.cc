@@ -305,7 +305,18 @@ std::string report_text(const v1::RunReport& r, bool confusion) {
   out += "macro precision:  " + format_fixed(r.macro_precision(), 4) + "\n";
   out += "macro recall:     " + format_fixed(r.macro_recall(), 4) + "\n";
   out += "macro F1:         " + format_fixed(r.macro_f1(), 4) + "\n";
-  out += "weighted F1:      " + format_fixed(r.weighted_f1(), 4) + "\n\n";
+  out += "weighted F1:      " + format_fixed(r.weighted_f1(), 4) + "\n";
+  const MacroScope scope = macro_scope(r);
+  out += "macro averages:   " + macro_scope_text(scope) + "\n";
+  // Every class absent means no samples, which the line above says already.
+  if (!scope.absent.empty() && scope.absent.size() < static_cast<std::size_t>(scope.num_classes)) {
+    constexpr std::size_t kNamed = 10;
+    out += "never occur:      " + std::to_string(scope.absent.size()) +
+           (scope.absent.size() == 1 ? " class: " : " classes: ") +
+           absent_class_names(r, scope, kNamed) +
+           (scope.absent.size() > kNamed ? " (--json lists them all)" : "") + "\n";
+  }
+  out += "\n";
 
   // The server stores classes by index already; sorting keeps the table
   // right for any report, e.g. one read from an older file.
@@ -346,6 +357,83 @@ std::string confusion_text(const v1::RunReport& r) {
     matrix.add_row(std::move(row));
   }
   return "confusion matrix (rows: true class, columns: predicted)\n" + matrix.render();
+}
+
+MacroScope macro_scope(const v1::RunReport& r) {
+  MacroScope scope;
+  scope.num_classes = r.num_classes();
+  const std::int64_t n = r.num_classes();
+  if (n < 1 || r.confusion_size() != n * n) return scope;
+  scope.known = true;
+  std::vector<bool> occurs(static_cast<std::size_t>(n), false);
+  for (std::int64_t t = 0; t < n; ++t) {
+    for (std::int64_t p = 0; p < n; ++p) {
+      if (r.confusion(static_cast<int>(t * n + p)) != 0) {
+        occurs[static_cast<std::size_t>(t)] = occurs[static_cast<std::size_t>(p)] = true;
+      }
+    }
+  }
+  for (int c = 0; c < scope.num_classes; ++c) {
+    if (!occurs[static_cast<std::size_t>(c)]) scope.absent.push_back(c);
+  }
+  scope.averaged = scope.num_classes - static_cast<int>(scope.absent.size());
+  if (scope.absent.empty() || scope.averaged == 0) return scope;
+
+  // Which mean of the per-class F1 is the stored macro_f1? Rounding differs
+  // from the trainer's sum by ~1e-15; the two means differ by mean * absent /
+  // num_classes, so 1e-9 tells them apart unless they are equal, and then
+  // the report is taken as a current one.
+  double occurring_sum = 0, all_sum = 0;
+  for (const auto& c : r.classes()) {
+    all_sum += c.f1();
+    if (c.index() >= 0 && c.index() < n && occurs[static_cast<std::size_t>(c.index())]) {
+      occurring_sum += c.f1();
+    }
+  }
+  constexpr double kTolerance = 1e-9;
+  const bool matches_occurring =
+      std::abs(r.macro_f1() - occurring_sum / scope.averaged) <= kTolerance;
+  const bool matches_all = std::abs(r.macro_f1() - all_sum / static_cast<double>(n)) <= kTolerance;
+  if (matches_all && !matches_occurring) scope.averaged = scope.num_classes;
+  return scope;
+}
+
+std::string macro_scope_text(const MacroScope& scope) {
+  const std::string n = std::to_string(scope.num_classes);
+  const std::size_t absent = scope.absent.size();
+  if (!scope.known) return "over unknown classes (the confusion matrix is not num_classes^2)";
+  if (absent == 0) return "over all " + n + " classes";
+  if (absent == static_cast<std::size_t>(scope.num_classes)) {
+    return "0, no class occurs (no samples)";
+  }
+  if (scope.averaged == scope.num_classes) {
+    return "over all " + n + " classes, the " + std::to_string(absent) +
+           (absent == 1 ? " that never occurs" : " that never occur") +
+           " counted as 0 (an older report)";
+  }
+  return "over the " + std::to_string(scope.averaged) + " of " + n +
+         " classes that occur (in the true labels or the predictions)";
+}
+
+std::string absent_class_names(const v1::RunReport& r, const MacroScope& scope, std::size_t named) {
+  // Labels by index: the server lists classes in order, but an older file
+  // need not.
+  std::vector<std::string> labels(static_cast<std::size_t>(std::max(scope.num_classes, 0)));
+  for (const auto& c : r.classes()) {
+    if (c.index() >= 0 && c.index() < scope.num_classes) {
+      labels[static_cast<std::size_t>(c.index())] = c.label();
+    }
+  }
+  std::string out;
+  for (std::size_t i = 0; i < scope.absent.size() && i < named; ++i) {
+    const int c = scope.absent[i];
+    const std::string& label = labels[static_cast<std::size_t>(c)];
+    out += (i == 0 ? "" : ", ") + (label.empty() ? "class " + std::to_string(c) : label);
+  }
+  if (scope.absent.size() > named) {
+    out += " and " + std::to_string(scope.absent.size() - named) + " more";
+  }
+  return out;
 }
 
 }  // namespace xfer::coordinator::coordctl

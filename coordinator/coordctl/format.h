@@ -64,7 +64,9 @@ std::string checkpoint_details(const v1::CheckpointInfo& checkpoint);
 
 // ---- reports
 // The headline figures (run, split, samples, loss, top-1, top-3, macro
-// precision/recall/F1, weighted F1), then a per-class table (index, label,
+// precision/recall/F1, weighted F1, what the macros average over and, when
+// some classes never occur, how many and the first 10 of them), then a
+// per-class table (index, label,
 // precision, recall, F1, support) sorted by index; with `confusion`, then
 // confusion_text() too.
 std::string report_text(const v1::RunReport& report, bool confusion);
@@ -72,5 +74,30 @@ std::string report_text(const v1::RunReport& report, bool confusion);
 // predicted one, both by index. A matrix whose size is not num_classes^2 is
 // described instead of printed.
 std::string confusion_text(const v1::RunReport& report);
+
+// What a report's macro averages are over. RunReport has no field for it,
+// but its confusion matrix tells which classes occur (a non-zero row: in the
+// true labels; a non-zero column: in the predictions), and its per-class F1
+// tells which definition the stored macro_f1 follows: trainers now average
+// over the classes that occur (scikit-learn's classification_report), older
+// ones averaged over all num_classes, the absent ones as 0.
+struct MacroScope {
+  // false when confusion is not num_classes^2 counts: nothing below is known.
+  bool known = false;
+  int num_classes = 0;
+  // How many classes the macros average over: num_classes - absent.size(),
+  // or num_classes for an older report whose macro_f1 is the mean over all.
+  int averaged = 0;
+  std::vector<int> absent;  // classes neither true nor predicted, ascending
+};
+MacroScope macro_scope(const v1::RunReport& report);
+// What the macros average over, in words: "over all 100 classes", "over the
+// 10 of 100 classes that occur (in the true labels or the predictions)", "0,
+// no class occurs (no samples)", ...
+std::string macro_scope_text(const MacroScope& scope);
+// The labels ("class <i>" when empty) of the first `named` absent classes,
+// then " and N more" if there are others; "" when none is absent.
+std::string absent_class_names(const v1::RunReport& report, const MacroScope& scope,
+                               std::size_t named);
 
 }  // namespace xfer::coordinator::coordctl

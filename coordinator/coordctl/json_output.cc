@@ -150,6 +150,22 @@ json report_json(const v1::RunReport& r) {
     confusion.push_back(json(std::vector<std::int64_t>(r.confusion().begin() + t * n,
                                                        r.confusion().begin() + (t + 1) * n)));
   }
+  // What the macros average over (docs/coordctl.md); null when the matrix
+  // cannot tell which classes occur.
+  const MacroScope scope = macro_scope(r);
+  json macro_classes = nullptr, absent_classes = nullptr, absent_labels = nullptr;
+  if (scope.known) {
+    macro_classes = scope.averaged;
+    absent_classes = scope.absent;
+    std::vector<std::string> labels(static_cast<std::size_t>(scope.num_classes));
+    for (const auto* c : by_index) {
+      if (c->index() >= 0 && c->index() < scope.num_classes) {
+        labels[static_cast<std::size_t>(c->index())] = c->label();
+      }
+    }
+    absent_labels = json::array();
+    for (int c : scope.absent) absent_labels.push_back(labels[static_cast<std::size_t>(c)]);
+  }
   return {{"run", r.run()},
           {"split", r.split()},
           {"checkpoint_id", r.checkpoint_id()},
@@ -162,6 +178,9 @@ json report_json(const v1::RunReport& r) {
           {"macro_recall", number(r.macro_recall())},
           {"macro_f1", number(r.macro_f1())},
           {"weighted_f1", number(r.weighted_f1())},
+          {"macro_classes", std::move(macro_classes)},
+          {"absent_classes", std::move(absent_classes)},
+          {"absent_labels", std::move(absent_labels)},
           {"created_unix_ms", r.created_unix_ms()},
           {"classes", std::move(classes)},
           {"confusion", std::move(confusion)}};

@@ -22,7 +22,11 @@ nlohmann::json checkpoint_json(const v1::CheckpointInfo& checkpoint);
 nlohmann::json checkpoints_json(const std::string& run,
                                 const v1::ListCheckpointsResponse& checkpoints);
 // Every field of the report; "classes" by index, "confusion" as an array
-// of num_classes rows (true class), each of num_classes counts (predicted).
+// of num_classes rows (true class), each of num_classes counts (predicted);
+// and, from macro_scope(), "macro_classes" (how many classes the macros
+// average over), "absent_classes" (indices of the classes never true nor
+// predicted) and "absent_labels" (their labels), all null when the confusion
+// matrix is not num_classes^2 counts.
 nlohmann::json report_json(const v1::RunReport& report);
 nlohmann::json download_json(const std::string& id, const client::DownloadResult& result);
 

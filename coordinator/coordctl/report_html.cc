@@ -182,6 +182,21 @@ std::string number_cell(double value, const std::string& shown) {
                      std::isfinite(value) ? fmt::format("{:.17g}", value) : "", shown);
 }
 
+// Under the cards: what the macro cards average over and, when some classes
+// never occur, the first few of them (the per-class table has every class).
+std::string macro_scope_paragraph(const v1::RunReport& r) {
+  constexpr std::size_t kNamed = 10;
+  const MacroScope scope = macro_scope(r);
+  std::string out = "<p class=\"muted\" id=\"macro-scope\">Macro averages: " +
+                    html_escape(macro_scope_text(scope)) + ".";
+  if (!scope.absent.empty() && scope.absent.size() < static_cast<std::size_t>(scope.num_classes)) {
+    out += fmt::format(" {} {}: {}.", scope.absent.size(),
+                       scope.absent.size() == 1 ? "class never occurs" : "classes never occur",
+                       html_escape(absent_class_names(r, scope, kNamed)));
+  }
+  return out + "</p>\n";
+}
+
 std::string summary_section(const ReportPageInputs& in) {
   const v1::Run& run = in.run;
   const std::int64_t end = run.ended_unix_ms() > 0 ? run.ended_unix_ms() : in.generated_unix_ms;
@@ -222,7 +237,7 @@ std::string summary_section(const ReportPageInputs& in) {
           "<div class=\"card\"><div class=\"value\">{}</div><div class=\"name\">{}</div></div>\n",
           value, name);
     }
-    out += "</div>\n";
+    out += "</div>\n" + macro_scope_paragraph(r);
   } else {
     out += "<p class=\"empty\">No test report yet: the run stores one when it completes.</p>\n";
   }

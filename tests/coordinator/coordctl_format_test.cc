@@ -388,6 +388,7 @@ TEST(ReportFormatTest, HeadlinesThenOneRowPerClassByIndex) {
             "macro recall:     0.7500\n"
             "macro F1:         0.7333\n"
             "weighted F1:      0.7333\n"
+            "macro averages:   over all 2 classes\n"
             "\n"
             "index  label  precision  recall      f1  support\n"
             "-----  -----  ---------  ------  ------  -------\n"
@@ -435,7 +436,118 @@ TEST(ReportFormatTest, JsonHasEveryFieldAndTheMatrixAsRows) {
                                       "recall": 1.0, "f1": 0.8, "support": 2})"));
   EXPECT_EQ(json["classes"][1]["label"], "dog");
   EXPECT_EQ(json["confusion"], nlohmann::json::parse("[[2, 0], [1, 1]]"));
-  EXPECT_EQ(json.size(), 15u) << json.dump();
+  EXPECT_EQ(json["macro_classes"], 2);
+  EXPECT_EQ(json["absent_classes"], nlohmann::json::array());
+  EXPECT_EQ(json["absent_labels"], nlohmann::json::array());
+  EXPECT_EQ(json.size(), 18u) << json.dump();
+}
+
+// `classes` of 100, classes 0..occurring-1 each right twice (F1 1), the rest
+// absent; macro_f1 as a current trainer stores it (the mean over the classes
+// that occur).
+v1::RunReport report_with_absent_classes(int occurring) {
+  v1::RunReport r;
+  r.set_run("r1");
+  r.set_num_classes(100);
+  r.set_samples(2 * occurring);
+  for (int t = 0; t < 100; ++t) {
+    auto* c = r.add_classes();
+    c->set_index(t);
+    c->set_label(t == 12 ? "" : "label" + std::to_string(t));
+    const bool occurs = t < occurring;
+    c->set_precision(occurs ? 1.0 : 0.0);
+    c->set_recall(occurs ? 1.0 : 0.0);
+    c->set_f1(occurs ? 1.0 : 0.0);
+    c->set_support(occurs ? 2 : 0);
+    for (int p = 0; p < 100; ++p) r.add_confusion(p == t && occurs ? 2 : 0);
+  }
+  r.set_macro_precision(occurring > 0 ? 1.0 : 0.0);
+  r.set_macro_recall(occurring > 0 ? 1.0 : 0.0);
+  r.set_macro_f1(occurring > 0 ? 1.0 : 0.0);
+  r.set_weighted_f1(occurring > 0 ? 1.0 : 0.0);
+  return r;
+}
+
+TEST(ReportFormatTest, SaysTheMacrosAverageOverTheClassesThatOccurAndNamesTheOthers) {
+  const v1::RunReport r = report_with_absent_classes(10);
+  const MacroScope scope = macro_scope(r);
+  EXPECT_TRUE(scope.known);
+  EXPECT_EQ(scope.averaged, 10);
+  ASSERT_EQ(scope.absent.size(), 90u);
+  EXPECT_EQ(scope.absent.front(), 10);
+  EXPECT_EQ(scope.absent.back(), 99);
+  const std::string text = report_text(r, false);
+  EXPECT_NE(text.find("macro averages:   over the 10 of 100 classes that occur (in the true labels "
+                      "or the predictions)\n"
+                      "never occur:      90 classes: label10, label11, class 12, label13, label14, "
+                      "label15, label16, label17, label18, label19 and 80 more (--json lists them "
+                      "all)\n\n"),
+            std::string::npos)
+      << text;
+
+  const nlohmann::json json = report_json(r);
+  EXPECT_EQ(json["macro_classes"], 10);
+  ASSERT_EQ(json["absent_classes"].size(), 90u);
+  EXPECT_EQ(json["absent_classes"][0], 10);
+  EXPECT_EQ(json["absent_labels"][2], "");  // class 12 has no label
+  EXPECT_EQ(json["absent_labels"][89], "label99");
+}
+
+TEST(ReportFormatTest, AClassOnlyPredictedOccurs) {
+  v1::RunReport r = sample_report();
+  r.set_num_classes(3);
+  r.clear_confusion();
+  // cat is predicted as owl once; owl is never true.
+  for (int count : {1, 0, 1, 1, 1, 0, 0, 0, 0}) r.add_confusion(count);
+  auto* owl = r.add_classes();
+  owl->set_index(2);
+  owl->set_label("owl");
+  EXPECT_TRUE(macro_scope(r).absent.empty());
+  EXPECT_NE(report_text(r, false).find("macro averages:   over all 3 classes\n"),
+            std::string::npos);
+}
+
+TEST(ReportFormatTest, OneAbsentClassAndAnOlderReportAveragingOverAll) {
+  v1::RunReport r = report_with_absent_classes(99);
+  EXPECT_NE(report_text(r, false).find("over the 99 of 100 classes that occur (in the true labels "
+                                       "or the predictions)\n"
+                                       "never occur:      1 class: label99\n\n"),
+            std::string::npos)
+      << report_text(r, false);
+  // A trainer from before the fix stored the mean over all 100 classes.
+  r.set_macro_f1(0.99);
+  const MacroScope scope = macro_scope(r);
+  EXPECT_EQ(scope.averaged, 100);
+  EXPECT_EQ(scope.absent, std::vector<int>{99});
+  EXPECT_NE(report_text(r, false).find(
+                "macro averages:   over all 100 classes, the 1 that never occurs counted as 0 (an "
+                "older report)\n"
+                "never occur:      1 class: label99\n"),
+            std::string::npos)
+      << report_text(r, false);
+  EXPECT_EQ(report_json(r)["macro_classes"], 100);
+}
+
+TEST(ReportFormatTest, NoSamplesOrAnUnreadableMatrixSaySo) {
+  const v1::RunReport empty = report_with_absent_classes(0);
+  const std::string text = report_text(empty, false);
+  EXPECT_NE(text.find("macro averages:   0, no class occurs (no samples)\n\n"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("never occur"), std::string::npos) << text;
+  EXPECT_EQ(report_json(empty)["macro_classes"], 0);
+
+  v1::RunReport broken = sample_report();
+  broken.mutable_confusion()->RemoveLast();
+  EXPECT_FALSE(macro_scope(broken).known);
+  EXPECT_NE(report_text(broken, false)
+                .find("macro averages:   over unknown classes (the confusion matrix is not "
+                      "num_classes^2)\n"),
+            std::string::npos)
+      << report_text(broken, false);
+  const nlohmann::json json = report_json(broken);
+  EXPECT_TRUE(json["macro_classes"].is_null());
+  EXPECT_TRUE(json["absent_classes"].is_null());
+  EXPECT_TRUE(json["absent_labels"].is_null());
 }
 
 }  // namespace

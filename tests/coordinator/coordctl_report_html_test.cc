@@ -175,6 +175,30 @@ TEST(ReportHtmlTest, HasEverySectionWithTheRightCounts) {
   EXPECT_THAT(page, HasSubstr("<div class=\"value\">50.00%</div><div class=\"name\">top-1"));
 }
 
+TEST(ReportHtmlTest, SaysWhatTheMacroCardsAverageOver) {
+  ReportPageInputs in = inputs_of(10, 0);
+  EXPECT_THAT(render_report_html(in),
+              HasSubstr("<p class=\"muted\" id=\"macro-scope\">Macro averages: over all 10 "
+                        "classes.</p>"));
+  // Classes 7 and 9 never occur (an empty row and column; report_of's matrix
+  // is diagonal); 7's label needs escaping. The stored macro F1 is the mean
+  // over the 8 classes that occur (0.25 each), as a current trainer's.
+  in.report->set_macro_f1(0.25);
+  in.report->mutable_classes(7)->set_label("a<b");
+  for (int c : {7, 9}) {
+    v1::ClassMetrics* m = in.report->mutable_classes(c);
+    m->set_precision(0);
+    m->set_recall(0);
+    m->set_f1(0);
+    m->set_support(0);
+    in.report->set_confusion(c * 10 + c, 0);
+  }
+  EXPECT_THAT(render_report_html(in),
+              HasSubstr("<p class=\"muted\" id=\"macro-scope\">Macro averages: over the 8 of 10 "
+                        "classes that occur (in the true labels or the predictions). 2 classes "
+                        "never occur: a&lt;b, class_9.</p>"));
+}
+
 TEST(ReportHtmlTest, CurvesPlaceEpochsOfEachPhaseAfterTheLastOnes) {
   const std::string svg = learning_curve_svg(two_phase_history(), CurveMetric::kTop1);
   // Hover texts name the phase's own epoch numbers.

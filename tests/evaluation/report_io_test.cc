@@ -117,7 +117,20 @@ TEST(ReportProtoTest, RoundTripsThroughTheWireFormat) {
   EXPECT_EQ(back.macro_recall, r.macro_recall);
   EXPECT_EQ(back.macro_f1, r.macro_f1);
   EXPECT_EQ(back.weighted_f1, r.weighted_f1);
+  EXPECT_EQ(back.absent_classes, r.absent_classes);
   EXPECT_EQ(back.confusion, r.confusion);
+}
+
+TEST(ReportProtoTest, AbsentClassesAreRecomputedFromTheConfusionMatrix) {
+  // The proto has no absent_classes: from_proto derives them, so a report
+  // read back still says which classes the macros skip.
+  const EvaluationReport r = summarize(
+      counts_from({{2, 0, 0, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 0, 0, 0}}), {}, "test", "");
+  ASSERT_EQ(r.absent_classes, (std::vector<int>{1, 3}));
+  const EvaluationReport back = from_proto(to_proto(r, "run"));
+  EXPECT_EQ(back.absent_classes, r.absent_classes);
+  EXPECT_EQ(back.macro_f1, r.macro_f1);
+  EXPECT_NO_THROW(validate_report(back));
 }
 
 TEST(ReportProtoTest, EmptyProtoLabelsBecomeClassIndexNames) {
@@ -196,7 +209,8 @@ TEST(ReportJsonTest, HasEveryFieldInOrderWithConfusionAsRows) {
   EXPECT_EQ(keys,
             (std::vector<std::string>{"split", "checkpoint_id", "num_classes", "labels", "samples",
                                       "loss", "top1", "top3", "classes", "macro_precision",
-                                      "macro_recall", "macro_f1", "weighted_f1", "confusion"}));
+                                      "macro_recall", "macro_f1", "weighted_f1", "macro_classes",
+                                      "absent_classes", "absent_labels", "confusion"}));
   EXPECT_EQ(json["split"], "test");
   EXPECT_EQ(json["checkpoint_id"], "ckpt-3");
   EXPECT_EQ(json["num_classes"], 3);
@@ -218,11 +232,24 @@ TEST(ReportJsonTest, HasEveryFieldInOrderWithConfusionAsRows) {
   EXPECT_EQ(json["macro_recall"].get<double>(), r.macro_recall);
   EXPECT_EQ(json["macro_f1"].get<double>(), r.macro_f1);
   EXPECT_EQ(json["weighted_f1"].get<double>(), r.weighted_f1);
+  EXPECT_EQ(json["macro_classes"], 3);
+  EXPECT_EQ(json["absent_classes"], nlohmann::ordered_json::array());
+  EXPECT_EQ(json["absent_labels"], nlohmann::ordered_json::array());
   EXPECT_EQ(json["confusion"], nlohmann::ordered_json::parse("[[2,0,0],[1,1,0],[0,1,0]]"));
   // Pretty: one line per field, per class and per confusion row.
   EXPECT_NE(text.find("\n  \"confusion\": [\n    [2,0,0],\n    [1,1,0],\n    [0,1,0]\n  ]\n}\n"),
             std::string::npos)
       << text;
+}
+
+TEST(ReportJsonTest, NamesTheAbsentClassesByIndexAndLabel) {
+  const EvaluationReport r =
+      summarize(counts_from({{2, 0, 0, 0}, {0, 0, 0, 0}, {1, 0, 1, 0}, {0, 0, 0, 0}}),
+                {"cat", "dog", "owl", "yak"}, "test", "");
+  const auto json = nlohmann::ordered_json::parse(to_json(r));
+  EXPECT_EQ(json["macro_classes"], 2);
+  EXPECT_EQ(json["absent_classes"], nlohmann::ordered_json::parse("[1, 3]"));
+  EXPECT_EQ(json["absent_labels"], nlohmann::ordered_json({"dog", "yak"}));
 }
 
 TEST(ReportJsonTest, NonFiniteLossBecomesNullAndBadUtf8DoesNotThrow) {
@@ -377,6 +404,60 @@ TEST(ReportSummaryTest, FewerThanFiveClassesListsThemAll) {
   // Lowest F1 first: say "hi" (0), bird (0.5), cat (0.8).
   EXPECT_LT(text.find("say \"hi\""), text.find("bird, small")) << text;
   EXPECT_LT(text.find("bird, small"), text.find("cat")) << text;
+}
+
+TEST(ReportSummaryTest, AllClassesOccurring) {
+  const std::string text = format_summary(three_class_report());
+  EXPECT_NE(text.find("  macro averages over all 3 classes\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("never occur"), std::string::npos) << text;
+}
+
+TEST(ReportSummaryTest, SaysWhatTheMacrosAverageOverAndNamesTheAbsentClasses) {
+  // 100 classes, 10 occurring: class c < 10 right c+1 times and once
+  // mistaken for class (c+1) % 10, so its F1 is (c+1)/(c+2).
+  std::vector<std::vector<int>> m(100, std::vector<int>(100, 0));
+  for (int c = 0; c < 10; ++c) {
+    m[c][c] = c + 1;
+    m[c][(c + 1) % 10] = 1;
+  }
+  std::vector<std::string> labels;
+  for (int c = 0; c < 100; ++c) labels.push_back("label" + std::to_string(c));
+  const std::string text = format_summary(summarize(counts_from(m), labels, "test", ""));
+  EXPECT_NE(text.find("  macro averages over the 10 of 100 classes that occur (in the true "
+                      "labels or the predictions)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("  90 classes never occur: label10, label11, label12, label13, label14, "
+                      "label15, label16, label17, label18, label19 and 80 more (the JSON "
+                      "report's \"absent_classes\" lists them all)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("label20"), std::string::npos) << text;
+  // The worst classes are the five lowest of those that occur: F1
+  // (c+1)/(c+2) rises with c, so classes 0..4, not five empty ones.
+  const std::string worst = text.substr(text.find("worst classes by F1:"));
+  for (int c = 0; c < 5; ++c) {
+    EXPECT_NE(worst.find(" label" + std::to_string(c) + " "), std::string::npos) << text;
+  }
+  EXPECT_EQ(worst.find("label5"), std::string::npos) << text;
+  EXPECT_EQ(worst.find("support 0"), std::string::npos) << text;
+}
+
+TEST(ReportSummaryTest, OneAbsentClassIsNamedInTheSingular) {
+  const std::string text = format_summary(
+      summarize(counts_from({{2, 0, 0}, {0, 1, 0}, {0, 0, 0}}), {"cat", "dog", "yak"}, "test", ""));
+  EXPECT_NE(text.find("  macro averages over the 2 of 3 classes that occur"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("  1 class never occurs: yak\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("more"), std::string::npos) << text;
+}
+
+TEST(ReportSummaryTest, NoSamplesSaysNoClassOccursAndListsNoWorstClasses) {
+  const std::string text = format_summary(summarize(ClassificationCounts(3), {}, "test", ""));
+  EXPECT_NE(text.find("  macro averages are 0: no class occurs (no samples)\n"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("worst classes"), std::string::npos) << text;
+  EXPECT_EQ(text.find("class_0"), std::string::npos) << text;
 }
 
 }  // namespace

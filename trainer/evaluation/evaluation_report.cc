@@ -11,6 +11,18 @@ double ratio(double a, double b) { return b == 0 ? 0.0 : a / b; }
 
 std::string count_text(std::size_t n) { return std::to_string(n); }
 
+// "[3, 7, 9]", at most 10 indices then ", ... (N in all)": an error names the
+// mismatch without printing thousands of numbers.
+std::string index_list(const std::vector<int>& indices) {
+  constexpr std::size_t kShown = 10;
+  std::string out = "[";
+  for (std::size_t i = 0; i < indices.size() && i < kShown; ++i) {
+    out += (i == 0 ? "" : ", ") + std::to_string(indices[i]);
+  }
+  if (indices.size() > kShown) out += ", ... (" + count_text(indices.size()) + " in all)";
+  return out + "]";
+}
+
 void check_num_classes(const char* where, int num_classes) {
   if (num_classes < 1 || num_classes > kMaxClasses) {
     throw std::invalid_argument(std::string(where) + ": num_classes is " +
@@ -73,6 +85,7 @@ EvaluationReport summarize(const ClassificationCounts& counts, std::vector<std::
     for (std::size_t p = 0; p < n; ++p) predicted[p] += counts.confusion[t * n + p];
   }
   report.classes.resize(n);
+  report.absent_classes = absent_classes_of(counts.num_classes, counts.confusion);
   double weighted_f1_sum = 0;
   for (std::size_t c = 0; c < n; ++c) {
     ClassScores& s = report.classes[c];
@@ -86,16 +99,40 @@ EvaluationReport summarize(const ClassificationCounts& counts, std::vector<std::
     // exactly when it is 0; it is what scikit-learn computes, and it avoids
     // rounding the already-rounded p and r once more.
     s.f1 = ratio(2.0 * static_cast<double>(tp), static_cast<double>(2 * tp + fp + fn));
+    // An absent class scores 0 everywhere; leaving it out of the sums is
+    // what makes the macros scikit-learn's (see the header).
+    if (s.support == 0 && predicted[c] == 0) continue;
     report.macro_precision += s.precision;
     report.macro_recall += s.recall;
     report.macro_f1 += s.f1;
     weighted_f1_sum += s.f1 * static_cast<double>(s.support);
   }
-  report.macro_precision /= static_cast<double>(n);
-  report.macro_recall /= static_cast<double>(n);
-  report.macro_f1 /= static_cast<double>(n);
+  const auto occurring = static_cast<double>(n - report.absent_classes.size());
+  report.macro_precision = ratio(report.macro_precision, occurring);
+  report.macro_recall = ratio(report.macro_recall, occurring);
+  report.macro_f1 = ratio(report.macro_f1, occurring);
   report.weighted_f1 = ratio(weighted_f1_sum, static_cast<double>(samples));
   return report;
+}
+
+std::vector<int> absent_classes_of(int num_classes, const std::vector<std::int64_t>& confusion) {
+  check_num_classes("absent_classes_of", num_classes);
+  const auto n = static_cast<std::size_t>(num_classes);
+  if (confusion.size() != n * n) {
+    throw std::invalid_argument("absent_classes_of: confusion has " + count_text(confusion.size()) +
+                                " cells, expected num_classes^2 = " + count_text(n * n));
+  }
+  std::vector<bool> occurs(n, false);
+  for (std::size_t t = 0; t < n; ++t) {
+    for (std::size_t p = 0; p < n; ++p) {
+      if (confusion[t * n + p] != 0) occurs[t] = occurs[p] = true;
+    }
+  }
+  std::vector<int> absent;
+  for (std::size_t c = 0; c < n; ++c) {
+    if (!occurs[c]) absent.push_back(static_cast<int>(c));
+  }
+  return absent;
 }
 
 void validate_report(const EvaluationReport& report) {
@@ -111,6 +148,14 @@ void validate_report(const EvaluationReport& report) {
                                 " entries, expected num_classes = " + count_text(n));
   }
   check_confusion("EvaluationReport", report.num_classes, report.confusion);
+  // The summary names these classes and says the macros skip them, so a
+  // list that disagrees with the matrix would print a false statement.
+  const std::vector<int> expected = absent_classes_of(report.num_classes, report.confusion);
+  if (report.absent_classes != expected) {
+    throw std::invalid_argument(
+        "EvaluationReport: absent_classes is " + index_list(report.absent_classes) + ", expected " +
+        index_list(expected) + " (the classes whose confusion row and column are all zero)");
+  }
 }
 
 }  // namespace xfer::trainer::evaluation

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <numeric>
 
 namespace xfer::trainer::evaluation {
 namespace {
@@ -48,6 +47,29 @@ std::string format(const char* fmt, double a) {
   return buf;
 }
 
+// The summary's lines on what the macros average over and which classes
+// never occur, naming at most kNamed of them.
+std::string macro_scope(const EvaluationReport& report) {
+  constexpr std::size_t kNamed = 10;
+  const std::size_t n = report.classes.size();
+  const std::size_t absent = report.absent_classes.size();
+  if (absent == 0) return "  macro averages over all " + std::to_string(n) + " classes\n";
+  if (absent == n) return "  macro averages are 0: no class occurs (no samples)\n";
+  std::string out = "  macro averages over the " + std::to_string(n - absent) + " of " +
+                    std::to_string(n) +
+                    " classes that occur (in the true labels or the predictions)\n";
+  out += "  " + std::to_string(absent) +
+         (absent == 1 ? " class never occurs: " : " classes never occur: ");
+  for (std::size_t i = 0; i < absent && i < kNamed; ++i) {
+    out += (i == 0 ? "" : ", ") + report.labels[static_cast<std::size_t>(report.absent_classes[i])];
+  }
+  if (absent > kNamed) {
+    out += " and " + std::to_string(absent - kNamed) +
+           " more (the JSON report's \"absent_classes\" lists them all)";
+  }
+  return out + "\n";
+}
+
 }  // namespace
 
 std::string to_json(const EvaluationReport& report) {
@@ -80,6 +102,16 @@ std::string to_json(const EvaluationReport& report) {
   w.field("macro_recall", compact(Json(report.macro_recall)));
   w.field("macro_f1", compact(Json(report.macro_f1)));
   w.field("weighted_f1", compact(Json(report.weighted_f1)));
+  // What the macros average over. Absent classes as indices for programs
+  // and as labels for people reading the file, each list on one line.
+  std::vector<std::string> absent_labels;
+  absent_labels.reserve(report.absent_classes.size());
+  for (int c : report.absent_classes)
+    absent_labels.push_back(report.labels[static_cast<std::size_t>(c)]);
+  w.field("macro_classes",
+          compact(Json(report.num_classes - static_cast<int>(report.absent_classes.size()))));
+  w.field("absent_classes", compact(Json(report.absent_classes)));
+  w.field("absent_labels", compact(Json(absent_labels)));
   std::vector<std::string> rows;
   rows.reserve(n);
   for (std::size_t t = 0; t < n; ++t) {
@@ -105,9 +137,17 @@ std::string format_summary(const EvaluationReport& report) {
          format("%.4f", report.weighted_f1) + "   macro precision " +
          format("%.4f", report.macro_precision) + "   macro recall " +
          format("%.4f", report.macro_recall) + "\n";
+  out += macro_scope(report);
 
-  std::vector<std::size_t> order(report.classes.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
+  // Only classes that occur: an absent one has F1 0 by definition, and with
+  // 90 of them the list would name 5 classes that say nothing about the model.
+  std::vector<bool> absent(report.classes.size(), false);
+  for (int c : report.absent_classes) absent[static_cast<std::size_t>(c)] = true;
+  std::vector<std::size_t> order;
+  for (std::size_t c = 0; c < report.classes.size(); ++c) {
+    if (!absent[c]) order.push_back(c);
+  }
+  if (order.empty()) return out;
   // stable_sort: equal F1 keeps index order, so the summary is deterministic.
   // `<` on a NaN F1 (impossible from summarize) would break strict weak
   // ordering; treat NaN as the worst.

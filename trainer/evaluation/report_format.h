@@ -10,7 +10,9 @@ namespace xfer::trainer::evaluation {
 // Pretty JSON with every field of the report, in declaration order:
 // split, checkpoint_id, num_classes, labels, samples, loss, top1, top3,
 // classes (objects with index, label, precision, recall, f1, support),
-// macro_precision, macro_recall, macro_f1, weighted_f1, and confusion as an
+// macro_precision, macro_recall, macro_f1, weighted_f1, macro_classes (how
+// many classes the macros average over: num_classes - absent), absent_classes
+// (indices) and absent_labels (their labels, same order), and confusion as an
 // array of num_classes rows (row t = true class t). Each class and each
 // confusion row sits on one line, so a 100-class report stays ~250 lines.
 // Doubles are written in shortest round-trip form; a non-finite one (a NaN
@@ -20,8 +22,11 @@ namespace xfer::trainer::evaluation {
 std::string to_json(const EvaluationReport& report);
 
 // A few lines for a terminal: split and checkpoint, samples, loss, top-1 and
-// top-3 accuracy, macro and weighted F1, then the (up to) 5 classes with the
-// lowest F1, lowest first, ties by class index. Ends with a newline.
+// top-3 accuracy, macro and weighted F1, over how many classes the macros
+// average and the labels of the classes that never occur (the first 10, then
+// how many more), then the (up to) 5 classes that occur with the lowest F1,
+// lowest first, ties by class index (none when no class occurs). Ends with a
+// newline.
 // Throws std::invalid_argument if `report` is invalid.
 std::string format_summary(const EvaluationReport& report);
 

@@ -107,6 +107,8 @@ EvaluationReport from_proto(const v1::RunReport& report) {
     fail("samples is " + std::to_string(out.samples) + ", expected " + std::to_string(total) +
          " (the sum of confusion)");
   }
+  // The proto has no field for them: the matrix determines them exactly.
+  out.absent_classes = absent_classes_of(n, out.confusion);
   return out;
 }
 

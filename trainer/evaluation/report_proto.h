@@ -17,8 +17,10 @@ v1::RunReport to_proto(const EvaluationReport& report, const std::string& run);
 // message is inconsistent: num_classes outside [1, kMaxClasses], classes or
 // confusion of the wrong size, classes not in index order, negative counts,
 // or samples / supports that disagree with the confusion matrix. Empty class
-// labels become class_<i>. `run` and `created_unix_ms` are not part of an
-// EvaluationReport and are dropped.
+// labels become class_<i>. absent_classes, which the proto does not carry,
+// is recomputed from the confusion matrix; the macros are taken as stored.
+// `run` and `created_unix_ms` are not part of an EvaluationReport and are
+// dropped.
 EvaluationReport from_proto(const v1::RunReport& report);
 
 }  // namespace xfer::trainer::evaluation
