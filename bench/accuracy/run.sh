@@ -2,7 +2,7 @@
 # Real-data accuracy A/B: our trainer against PyTorch DDP on the same real images, flags,
 # epochs and seeds, in one run, with both sides' speed. One command:
 #
-#   bench/accuracy/run.sh [--bin build/bin] [--seeds 3] [--variants full,phases]
+#   bench/accuracy/run.sh [--bin build/bin] [--seeds 3] [--first-seed 0] [--variants full,phases]
 #       [--train-per-class 2000] [--full-epochs 2] [--base-epochs 1] [--head-epochs 2]
 #       [--finetune-epochs 2] [--finetune-lr 1e-4] [--ours-flags "FLAGS"] [--label TEXT]
 #       [--cache DIR] [--keep DIR] [--reuse-peer RESULTS.tsv]
@@ -16,7 +16,8 @@
 # Both padded to 32x32 RGB in CIFAR-100 layout; both sides train a 100-way head, as on
 # CIFAR-100.
 #
-# Variants (each seed 0..--seeds-1 runs ours, then the peer):
+# Variants (each seed --first-seed .. --first-seed + --seeds - 1 runs ours, then the peer;
+# --first-seed lets a later run add seeds: `stats.py A/results.tsv B/results.tsv` pools them):
 #   full    from scratch, every layer training (BatchNorm in train mode), --full-epochs on
 #           fashion: ours `trainer train --full-epochs E`, the peer
 #           ../shared/peers/pytorch_ddp.py --phase full --epochs E.
@@ -41,6 +42,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 bin=build/bin
 seeds=3
+first_seed=0
 variants=full,phases
 train_per_class=2000
 full_epochs=2
@@ -60,6 +62,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
+    --first-seed) first_seed=$2; shift 2 ;;
     --variants) variants=$2; shift 2 ;;
     --train-per-class) train_per_class=$2; shift 2 ;;
     --full-epochs) full_epochs=$2; shift 2 ;;
@@ -79,6 +82,7 @@ while [[ $# -gt 0 ]]; do
 done
 die() { echo "accuracy: error: $*" >&2; exit 1; }
 [[ "$seeds" =~ ^[1-9][0-9]*$ ]] || die "--seeds '$seeds': expected a positive integer"
+[[ "$first_seed" =~ ^[0-9]+$ ]] || die "--first-seed '$first_seed': expected an integer >= 0"
 for v in ${variants//,/ }; do
   [[ "$v" == full || "$v" == phases ]] || die "--variants: unknown variant '$v' (expected full, phases)"
 done
@@ -215,7 +219,7 @@ torch.save(sd, sys.argv[2])
 PY
     echo "accuracy: base trained on digits in $(elapsed "$start") s" >&2
   fi
-  for seed in $(seq 0 $((seeds - 1))); do
+  for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
     start=$(now)
     if [[ $variant == full ]]; then
       # shellcheck disable=SC2086

@@ -3,9 +3,10 @@
 deviation of test top-1 and top-3 over seeds, the difference in standard errors, the smallest
 drop the run could have seen, a verdict, and the speed of both sides.
 
-  stats.py RESULTS.tsv
+  stats.py RESULTS.tsv [MORE.tsv ...]
 
-RESULTS.tsv: a header line, then one line per job:
+Several files (runs with other seeds, from run.sh --first-seed) are pooled; a (variant, side,
+seed) that occurs twice is an error. RESULTS.tsv: a header line, then one line per job:
   variant side seed top1 top3 img_per_s wall_s [head_top1]
 (side: "ours" or "peer"; img_per_s and head_top1 may be "-"; head_top1 is the test top-1 after
 the head phase of the phases variant). Exit status 0 whatever the verdict: the
@@ -31,11 +32,20 @@ def fmt_pct(mean, sd):
     return f"{100 * mean:.2f} ± {100 * sd:.2f}" if not math.isnan(sd) else f"{100 * mean:.2f}"
 
 
-def main(path):
-    with open(path) as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+def main(paths):
+    rows, seen = [], {}
+    for path in paths:
+        with open(path) as f:
+            for r in csv.DictReader(f, delimiter="\t"):
+                key = (r["variant"], r["side"], r["seed"])
+                if key in seen:
+                    print(f"stats: {path}: {' '.join(key)} is also in {seen[key]}; "
+                          "expected each seed once", file=sys.stderr)
+                    return 1
+                seen[key] = path
+                rows.append(r)
     if not rows:
-        print(f"stats: {path} holds no results", file=sys.stderr)
+        print(f"stats: {' '.join(paths)} hold no results", file=sys.stderr)
         return 1
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     for variant in variants:
@@ -102,7 +112,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))
