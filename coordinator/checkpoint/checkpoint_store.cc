@@ -8,8 +8,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "common/posix_filesystem.h"
 #include "coordinator/checkpoint/manifest.h"
-#include "coordinator/checkpoint/posix_filesystem.h"
 #include "coordinator/checkpoint/retention.h"
 #include "coordinator/checkpoint/store_internal.h"
 
@@ -21,6 +21,8 @@ constexpr char kBlobPrefix[] = "ckpt-";
 constexpr char kBlobSuffix[] = ".blob";
 
 using Code = CheckpointError::Code;
+using common::Filesystem;
+using common::FilesystemError;
 using internal::describe_meta;
 using internal::kTempSuffix;
 
@@ -90,7 +92,7 @@ CheckpointStore::CheckpointStore(std::string dir, StoreOptions options,
     : dir_(normalize_dir(std::move(dir))),
       manifest_path_(dir_ + "/" + kManifestName),
       options_(validated(options)),
-      fs_(filesystem ? std::move(filesystem) : posix_filesystem()) {
+      fs_(filesystem ? std::move(filesystem) : common::posix_filesystem()) {
   if (dir_.empty()) throw std::invalid_argument("checkpoint store: the folder name is empty");
   std::lock_guard<std::mutex> lock(mu_);
   recover();
@@ -215,7 +217,7 @@ void CheckpointStore::write_manifest(const std::map<std::string, CheckpointRecor
   for (const auto& [id, record] : records) manifest.checkpoints.push_back(record);
   std::sort(manifest.checkpoints.begin(), manifest.checkpoints.end(),
             [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
-  write_file_atomically(*fs_, manifest_path_, serialize_manifest(manifest));
+  common::write_file_atomically(*fs_, manifest_path_, serialize_manifest(manifest));
 }
 
 void CheckpointStore::check_same_metric(const CheckpointMeta& meta) const {

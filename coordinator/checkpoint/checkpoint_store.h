@@ -52,9 +52,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/filesystem.h"
 #include "common/sha256.h"
 #include "coordinator/checkpoint/checkpoint_types.h"
-#include "coordinator/checkpoint/filesystem.h"
 
 namespace xfer::coordinator::checkpoint {
 
@@ -100,7 +100,7 @@ class CheckpointWriter {
 
   enum class State { kOpen, kCommitted, kAborted, kFailed };
   void require_open(const char* what) const;
-  [[noreturn]] void fail_io(const FilesystemError& error, const std::string& doing);
+  [[noreturn]] void fail_io(const common::FilesystemError& error, const std::string& doing);
   std::string describe() const;
   // Removes the temporary and the final file, logging (not throwing) errors.
   void remove_files() noexcept;
@@ -111,7 +111,7 @@ class CheckpointWriter {
   const std::int64_t sequence_;
   const std::string temp_path_;
   const std::string final_path_;
-  std::unique_ptr<WritableFile> file_;  // null once closed
+  std::unique_ptr<common::WritableFile> file_;  // null once closed
   common::Sha256 hash_;
   std::int64_t received_ = 0;
   State state_ = State::kOpen;
@@ -125,7 +125,7 @@ class CheckpointStore {
   // `options`, CheckpointError(kDataLoss) for a damaged or missing manifest
   // beside stored blobs, CheckpointError(kIo) when the folder cannot be read.
   CheckpointStore(std::string dir, StoreOptions options,
-                  std::shared_ptr<Filesystem> filesystem = nullptr);
+                  std::shared_ptr<common::Filesystem> filesystem = nullptr);
   ~CheckpointStore();
   CheckpointStore(const CheckpointStore&) = delete;
   CheckpointStore& operator=(const CheckpointStore&) = delete;
@@ -188,7 +188,7 @@ class CheckpointStore {
   const std::string dir_;
   const std::string manifest_path_;
   const StoreOptions options_;
-  const std::shared_ptr<Filesystem> fs_;
+  const std::shared_ptr<common::Filesystem> fs_;
 
   mutable std::mutex mu_;
   std::map<std::string, CheckpointRecord> records_;  // GUARDED_BY(mu_), by id

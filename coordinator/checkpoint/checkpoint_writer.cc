@@ -9,6 +9,7 @@ namespace xfer::coordinator::checkpoint {
 namespace {
 
 using Code = CheckpointError::Code;
+using common::FilesystemError;
 using internal::describe_meta;
 using internal::kTempSuffix;
 

@@ -17,7 +17,7 @@
 
 #include "common/flags.h"
 #include "common/logging.h"
-#include "coordinator/checkpoint/posix_filesystem.h"
+#include "common/posix_filesystem.h"
 #include "coordinator/coordctl/format.h"
 #include "coordinator/coordctl/json_output.h"
 #include "coordinator/coordctl/live_view.h"
@@ -396,8 +396,7 @@ int write_html_report(const CommandLine& line, client::CoordinatorClient& client
   inputs.generated_unix_ms = now_unix_ms();
   const std::string page = render_report_html(inputs);
   try {
-    coordinator::checkpoint::write_file_atomically(*coordinator::checkpoint::posix_filesystem(),
-                                                   c.output, page);
+    common::write_file_atomically(*common::posix_filesystem(), c.output, page);
   } catch (const std::exception& e) {
     throw client::ClientError("cannot write the HTML report to " + c.output + ": " + e.what() +
                               " (expected a writable path)");

@@ -6,13 +6,13 @@
 #include <cmath>
 #include <cstdio>
 
-#include "coordinator/checkpoint/posix_filesystem.h"
+#include "common/posix_filesystem.h"
 
 namespace xfer::coordinator::server {
 namespace {
 
 constexpr char kSuffix[] = ".report.pb";
-constexpr char kTempSuffix[] = ".tmp";  // checkpoint::write_file_atomically's
+constexpr char kTempSuffix[] = ".tmp";  // common::write_file_atomically's
 
 // Limits of RunReport.predictions (coordinator.proto): a few images for
 // people to look at, not a dataset. 64 CIFAR images are 196 KB.
@@ -197,9 +197,8 @@ std::optional<std::string> invalid_report(const v1::RunReport& report) {
 }
 
 ReportStore::ReportStore(const std::filesystem::path& state_dir,
-                         std::shared_ptr<checkpoint::Filesystem> fs)
-    : dir_((state_dir / "reports").string()),
-      fs_(fs ? std::move(fs) : checkpoint::posix_filesystem()) {
+                         std::shared_ptr<common::Filesystem> fs)
+    : dir_((state_dir / "reports").string()), fs_(fs ? std::move(fs) : common::posix_filesystem()) {
   fs_->create_dirs(dir_);
   int stored = 0;
   for (const auto& name : fs_->list_dir(dir_)) {
@@ -231,7 +230,7 @@ bool ReportStore::put(v1::RunReport report) {
   const std::string file = file_of(report.run());
   std::lock_guard<std::mutex> lock(mutex_);
   const bool replaced = fs_->exists(file);
-  checkpoint::write_file_atomically(*fs_, file, bytes);
+  common::write_file_atomically(*fs_, file, bytes);
   return replaced;
 }
 
@@ -246,7 +245,7 @@ std::optional<v1::RunReport> ReportStore::read_locked(const std::string& run) co
   try {
     if (!fs_->exists(file)) return std::nullopt;
     bytes = fs_->read_file(file);
-  } catch (const checkpoint::FilesystemError& e) {
+  } catch (const common::FilesystemError& e) {
     throw DamagedReportError("report file " + file + " cannot be read: " + e.what());
   }
   v1::RunReport report;

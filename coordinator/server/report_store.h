@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/checkpoint/filesystem.h"
+#include "common/filesystem.h"
 #include "xfer/v1/coordinator.pb.h"
 
 namespace xfer::coordinator::server {
@@ -52,9 +52,9 @@ class ReportStore {
   // interrupted put left, and checks every stored report: a damaged one does
   // not stop the coordinator (the other runs' reports stay readable); it is
   // listed in damaged_at_open() and get() of its run throws. Throws
-  // checkpoint::FilesystemError when the folder cannot be created or listed.
+  // common::FilesystemError when the folder cannot be created or listed.
   explicit ReportStore(const std::filesystem::path& state_dir,
-                       std::shared_ptr<checkpoint::Filesystem> fs = nullptr);
+                       std::shared_ptr<common::Filesystem> fs = nullptr);
 
   // One line per report file found damaged when the store was opened,
   // naming the file and what is wrong with it.
@@ -64,7 +64,7 @@ class ReportStore {
   // replaced an earlier report of the run (even a damaged one).
   // REQUIRES: invalid_report(report) is empty and report.run() is a valid
   // run name (invalid_run_name), so it is a safe file name.
-  // Throws checkpoint::FilesystemError (naming the file and the errno text)
+  // Throws common::FilesystemError (naming the file and the errno text)
   // when the disk fails; the earlier report then stays.
   bool put(v1::RunReport report);
 
@@ -81,7 +81,7 @@ class ReportStore {
 
   // Constant after construction.
   const std::string dir_;
-  const std::shared_ptr<checkpoint::Filesystem> fs_;
+  const std::shared_ptr<common::Filesystem> fs_;
   std::vector<std::string> damaged_at_open_;
 
   mutable std::mutex mutex_;  // serialises every file access

@@ -100,7 +100,7 @@ grpc::Status RunServiceImpl::PutReport(grpc::ServerContext* context, const v1::R
   }
   try {
     response->set_replaced(reports_.put(*request));
-  } catch (const checkpoint::FilesystemError& e) {
+  } catch (const common::FilesystemError& e) {
     errors_.add("run " + request->run() + ": report not stored: " + e.what());
     return {grpc::StatusCode::UNAVAILABLE, std::string("PutReport: ") + e.what()};
   }

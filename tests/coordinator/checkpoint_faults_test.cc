@@ -13,14 +13,19 @@
 #include <map>
 #include <set>
 
+#include "common/fault_injecting_filesystem.h"
+#include "common/posix_filesystem.h"
 #include "coordinator/checkpoint/checkpoint_store.h"
-#include "coordinator/checkpoint/fault_injecting_filesystem.h"
-#include "coordinator/checkpoint/posix_filesystem.h"
 #include "tests/coordinator/checkpoint_test_util.h"
 
 namespace xfer::coordinator::checkpoint::testing {
 namespace {
 
+using common::FaultInjectingFilesystem;
+using common::Filesystem;
+using common::posix_filesystem;
+using common::SimulatedCrash;
+using common::write_file_atomically;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;

@@ -5,40 +5,25 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "coordinator/checkpoint/checkpoint_store.h"
+#include "tests/unit/file_test_util.h"
 
 namespace xfer::coordinator::checkpoint::testing {
 
 // A fresh folder under the system temp dir, removed at destruction.
-class TempDir {
+class TempDir : public xfer::testing::TempDir {
  public:
-  TempDir() {
-    std::random_device device;
-    path_ = std::filesystem::temp_directory_path() /
-            ("xfer-checkpoint-test-" + std::to_string(device()) + "-" + std::to_string(device()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string path() const { return path_.string(); }
+  TempDir() : xfer::testing::TempDir("xfer-checkpoint-test") {}
   // The store's folder inside it (not created: the store makes it).
-  std::string store() const { return (path_ / "store").string(); }
-
- private:
-  std::filesystem::path path_;
+  std::string store() const { return path() + "/store"; }
 };
+
+using xfer::testing::names_in;
+using xfer::testing::read_bytes;
+using xfer::testing::write_bytes;
 
 inline CheckpointMeta make_meta(const std::string& run, std::int64_t epoch, double metric,
                                 Direction direction = Direction::kMinimize,
@@ -80,16 +65,6 @@ inline std::vector<std::string> ids_of(const std::vector<CheckpointRecord>& reco
   return ids;
 }
 
-// The file names in `dir`, sorted.
-inline std::vector<std::string> names_in(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 // What the folder must hold when the store holds `records`: their blobs and
 // the manifest, nothing else (no temporary files, no unlisted blobs).
 inline std::vector<std::string> expected_names(const std::vector<CheckpointRecord>& records) {
@@ -97,16 +72,6 @@ inline std::vector<std::string> expected_names(const std::vector<CheckpointRecor
   for (const auto& r : records) names.push_back(r.id + ".blob");
   std::sort(names.begin(), names.end());
   return names;
-}
-
-inline std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-inline void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
 }
 
 }  // namespace xfer::coordinator::checkpoint::testing

@@ -1,4 +1,4 @@
-#include "coordinator/checkpoint/posix_filesystem.h"
+#include "common/posix_filesystem.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace xfer::coordinator::checkpoint {
+namespace xfer::common {
 namespace {
 
 // Retries a system call interrupted by a signal.
@@ -193,4 +193,4 @@ std::shared_ptr<Filesystem> posix_filesystem() {
   return instance;
 }
 
-}  // namespace xfer::coordinator::checkpoint
+}  // namespace xfer::common

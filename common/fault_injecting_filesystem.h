@@ -13,8 +13,8 @@
 // synced length. Each of the two losses can be switched off, so a test can
 // check every mix of "the kernel flushed it anyway" and "it was lost".
 // Folders made by create_dirs() count as durable at once. A rename is
-// undone as a unit when the folder of its target was not fsynced (the store
-// only renames within one folder).
+// undone as a unit when the folder of its target was not fsynced (our
+// writers only rename within one folder).
 //
 // Thread-safety: every method takes one internal mutex (the calls into the
 // wrapped filesystem happen under it). Files it hands out must not outlive
@@ -31,9 +31,9 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/checkpoint/filesystem.h"
+#include "common/filesystem.h"
 
-namespace xfer::coordinator::checkpoint {
+namespace xfer::common {
 
 // Thrown by every call from the crash point on. Deliberately not a
 // FilesystemError: code under test treats it as the process dying, not as an
@@ -151,4 +151,4 @@ class FaultInjectingFilesystem final : public Filesystem {
   std::string crash_point_;                                    // GUARDED_BY(mu_)
 };
 
-}  // namespace xfer::coordinator::checkpoint
+}  // namespace xfer::common

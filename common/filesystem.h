@@ -1,8 +1,8 @@
-// The filesystem the checkpoint store writes through (leveldb's Env, cut down
-// to what a store needs). PosixFilesystem is the real one;
-// FaultInjectingFilesystem (fault_injecting_filesystem.h) wraps another one
-// so tests can make writes tear, fsync fail, the disk fill up, renames fail
-// and the machine crash.
+// The filesystem durable writes go through (leveldb's Env, cut down to what
+// they need): the checkpoint store, the coordinator's run reports, coordctl's
+// HTML report. PosixFilesystem is the real one; FaultInjectingFilesystem
+// (fault_injecting_filesystem.h) wraps another one so tests can make writes
+// tear, fsync fail, the disk fill up, renames fail and the machine crash.
 //
 // Errors: every method throws FilesystemError on failure and returns
 // normally on success; there are no partial successes to check for.
@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-namespace xfer::coordinator::checkpoint {
+namespace xfer::common {
 
 // A failed filesystem call: the operation, the path and the errno text, e.g.
 // "write /ckpt/ckpt-00000003.blob.tmp: No space left on device (errno 28)".
@@ -87,4 +87,4 @@ void write_file_atomically(Filesystem& fs, const std::string& path, std::string_
 // The folder part of `path` ("." for a bare name).
 std::string parent_dir(const std::string& path);
 
-}  // namespace xfer::coordinator::checkpoint
+}  // namespace xfer::common

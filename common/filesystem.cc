@@ -1,8 +1,8 @@
-#include "coordinator/checkpoint/filesystem.h"
+#include "common/filesystem.h"
 
 #include <system_error>
 
-namespace xfer::coordinator::checkpoint {
+namespace xfer::common {
 namespace {
 
 std::string describe(const std::string& op, const std::string& path, int error_number) {
@@ -48,4 +48,4 @@ void write_file_atomically(Filesystem& fs, const std::string& path, std::string_
   fs.sync_dir(parent_dir(path));
 }
 
-}  // namespace xfer::coordinator::checkpoint
+}  // namespace xfer::common

@@ -1,8 +1,8 @@
-#include "coordinator/checkpoint/fault_injecting_filesystem.h"
+#include "common/fault_injecting_filesystem.h"
 
 #include <algorithm>
 
-namespace xfer::coordinator::checkpoint {
+namespace xfer::common {
 
 // Forwards to the wrapped file through the owner, which applies the faults
 // and keeps the synced length.
@@ -300,4 +300,4 @@ void FaultInjectingFilesystem::crash(const CrashOptions& options) {
   calls_ = 0;
 }
 
-}  // namespace xfer::coordinator::checkpoint
+}  // namespace xfer::common

@@ -1,21 +1,27 @@
-// The filesystems under the checkpoint store: the POSIX one, and the
-// fault-injecting one whose crash model the crash tests rely on (if it did
-// not really lose unsynced data, those tests would prove nothing).
+// The filesystems durable writes go through (common/): the POSIX one, and
+// the fault-injecting one whose crash model the crash tests of the checkpoint
+// store and the metrics history rely on (if it did not really lose unsynced
+// data, those tests would prove nothing).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <string>
 
-#include "coordinator/checkpoint/fault_injecting_filesystem.h"
-#include "coordinator/checkpoint/posix_filesystem.h"
-#include "tests/coordinator/checkpoint_test_util.h"
+#include "common/fault_injecting_filesystem.h"
+#include "common/posix_filesystem.h"
+#include "tests/unit/file_test_util.h"
 
-namespace xfer::coordinator::checkpoint::testing {
+namespace xfer::common {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
+using xfer::testing::names_in;
+using xfer::testing::read_bytes;
+using xfer::testing::TempDir;
+using xfer::testing::write_bytes;
 using Mode = Filesystem::OpenMode;
 
 void write(Filesystem& fs, const std::string& path, const std::string& bytes, bool sync,
@@ -77,7 +83,7 @@ TEST(WriteFileAtomicallyTest, ReplacesAndLeavesNoTemporaryFile) {
   EXPECT_THAT(names_in(tmp.path()), ElementsAre("m"));
 }
 
-class FaultFsTest : public ::testing::Test {
+class FaultInjectingFilesystemTest : public ::testing::Test {
  protected:
   TempDir tmp_;
   std::shared_ptr<Filesystem> base_ = posix_filesystem();
@@ -86,7 +92,7 @@ class FaultFsTest : public ::testing::Test {
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
 };
 
-TEST_F(FaultFsTest, CrashDropsUnsyncedDataAndUnsyncedNames) {
+TEST_F(FaultInjectingFilesystemTest, CrashDropsUnsyncedDataAndUnsyncedNames) {
   write(fs_, path("synced"), "durable", true);
   fs_.sync_dir(dir_);
   write(fs_, path("synced"), " and not", false, Mode::kAppend);  // data not synced
@@ -96,7 +102,7 @@ TEST_F(FaultFsTest, CrashDropsUnsyncedDataAndUnsyncedNames) {
   EXPECT_THAT(names_in(dir_), ElementsAre("synced"));
 }
 
-TEST_F(FaultFsTest, CrashUndoesAnUnsyncedRenameAndRestoresTheReplacedFile) {
+TEST_F(FaultInjectingFilesystemTest, CrashUndoesAnUnsyncedRenameAndRestoresTheReplacedFile) {
   write(fs_, path("target"), "old", true);
   write(fs_, path("target.tmp"), "new", true);
   fs_.sync_dir(dir_);
@@ -114,7 +120,7 @@ TEST_F(FaultFsTest, CrashUndoesAnUnsyncedRenameAndRestoresTheReplacedFile) {
   EXPECT_THAT(names_in(dir_), ElementsAre("target"));
 }
 
-TEST_F(FaultFsTest, CrashUndoesAnUnsyncedRemove) {
+TEST_F(FaultInjectingFilesystemTest, CrashUndoesAnUnsyncedRemove) {
   write(fs_, path("f"), "content", true);
   fs_.sync_dir(dir_);
   fs_.remove(path("f"));
@@ -122,7 +128,7 @@ TEST_F(FaultFsTest, CrashUndoesAnUnsyncedRemove) {
   EXPECT_EQ(read_bytes(path("f")), "content");
 }
 
-TEST_F(FaultFsTest, CrashCanKeepWhatTheKernelFlushedAnyway) {
+TEST_F(FaultInjectingFilesystemTest, CrashCanKeepWhatTheKernelFlushedAnyway) {
   write(fs_, path("f"), "unsynced", false);
   fs_.crash({/*drop_unsynced_data=*/false, /*lose_unsynced_dir_ops=*/false});
   EXPECT_EQ(read_bytes(path("f")), "unsynced");
@@ -131,7 +137,7 @@ TEST_F(FaultFsTest, CrashCanKeepWhatTheKernelFlushedAnyway) {
   EXPECT_EQ(read_bytes(path("g")), "");
 }
 
-TEST_F(FaultFsTest, CrashPointStopsEveryLaterCallAndTearsTheAppend) {
+TEST_F(FaultInjectingFilesystemTest, CrashPointStopsEveryLaterCallAndTearsTheAppend) {
   fs_.crash_at(3);  // open, append, *append*
   auto file = fs_.open_writable(path("f"), Mode::kTruncate);
   file->append("first ");
@@ -147,7 +153,7 @@ TEST_F(FaultFsTest, CrashPointStopsEveryLaterCallAndTearsTheAppend) {
   EXPECT_EQ(fs_.read_file(path("f")), "first 01234");
 }
 
-TEST_F(FaultFsTest, InjectedFailuresChangeNothingAndNameThePath) {
+TEST_F(FaultInjectingFilesystemTest, InjectedFailuresChangeNothingAndNameThePath) {
   write(fs_, path("a"), "a", true);
   fs_.fail(FaultInjectingFilesystem::Op::kRename, [](const std::string&) { return true; });
   fs_.fail(FaultInjectingFilesystem::Op::kSync, [](const std::string&) { return true; });
@@ -165,7 +171,7 @@ TEST_F(FaultFsTest, InjectedFailuresChangeNothingAndNameThePath) {
   EXPECT_NO_THROW(file->sync());
 }
 
-TEST_F(FaultFsTest, FullDiskWritesWhatFitsThenEnospc) {
+TEST_F(FaultInjectingFilesystemTest, FullDiskWritesWhatFitsThenEnospc) {
   fs_.set_free_space(4);
   auto file = fs_.open_writable(path("f"), Mode::kTruncate);
   file->append("ab");
@@ -179,7 +185,7 @@ TEST_F(FaultFsTest, FullDiskWritesWhatFitsThenEnospc) {
   EXPECT_EQ(read_bytes(path("f")), "abcd");
 }
 
-TEST_F(FaultFsTest, TornWriteKeepsAPrefixAndFails) {
+TEST_F(FaultInjectingFilesystemTest, TornWriteKeepsAPrefixAndFails) {
   fs_.tear_writes([](const std::string& p) { return p.find("torn") != std::string::npos; }, 3);
   auto file = fs_.open_writable(path("torn"), Mode::kTruncate);
   EXPECT_THROW(file->append("abcdef"), FilesystemError);
@@ -189,4 +195,4 @@ TEST_F(FaultFsTest, TornWriteKeepsAPrefixAndFails) {
 }
 
 }  // namespace
-}  // namespace xfer::coordinator::checkpoint::testing
+}  // namespace xfer::common

@@ -4,9 +4,9 @@
 
 #include <memory>
 
-#include "coordinator/checkpoint/filesystem.h"
+#include "common/filesystem.h"
 
-namespace xfer::coordinator::checkpoint {
+namespace xfer::common {
 
 // Stateless; thread-safe.
 class PosixFilesystem final : public Filesystem {
@@ -27,4 +27,4 @@ class PosixFilesystem final : public Filesystem {
 // One shared instance (it holds no state).
 std::shared_ptr<Filesystem> posix_filesystem();
 
-}  // namespace xfer::coordinator::checkpoint
+}  // namespace xfer::common
