@@ -10,6 +10,7 @@
 #include "coordinator/coordctl/json_output.h"
 #include "coordinator/coordctl/stragglers.h"
 #include "coordinator/coordctl/table.h"
+#include "tests/coordinator/coordctl_test_util.h"
 
 namespace xfer::coordinator::coordctl {
 namespace {
@@ -18,20 +19,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // 2026-01-02 03:04:05 UTC.
 constexpr std::int64_t kT0 = 1767323045000;
 
-v1::EpochMetrics epoch(const std::string& phase, int index, v1::SplitKind split, double loss,
-                       double top1, double top3, std::int64_t samples, double images_per_second) {
-  v1::EpochMetrics e;
-  e.set_phase(phase);
-  e.set_epoch(index);
-  e.set_split(split);
-  e.set_loss(loss);
-  e.set_top1(top1);
-  e.set_top3(top3);
-  e.set_samples(samples);
-  e.set_learning_rate(0.001);
-  e.set_images_per_second(images_per_second);
-  return e;
-}
+constexpr auto epoch = testing::make_epoch;
 
 v1::HistoryResponse sample_history() {
   v1::HistoryResponse history;

@@ -13,6 +13,7 @@
 #include "coordinator/coordctl/report_html.h"
 #include "coordinator/coordctl/report_html_png.h"
 #include "coordinator/coordctl/report_html_svg.h"
+#include "tests/coordinator/coordctl_test_util.h"
 
 namespace xfer::coordinator::coordctl {
 namespace {
@@ -31,17 +32,8 @@ int count(const std::string& text, const std::string& needle) {
 
 v1::EpochMetrics epoch(const std::string& phase, int index, v1::SplitKind split, double loss,
                        double top1) {
-  v1::EpochMetrics e;
-  e.set_phase(phase);
-  e.set_epoch(index);
-  e.set_split(split);
-  e.set_loss(loss);
-  e.set_top1(top1);
-  e.set_top3(std::min(1.0, top1 + 0.2));
-  e.set_samples(1000);
-  e.set_learning_rate(1e-3);
-  e.set_images_per_second(250);
-  return e;
+  return testing::make_epoch(phase, index, split, loss, top1, std::min(1.0, top1 + 0.2),
+                             /*samples=*/1000, /*images_per_second=*/250);
 }
 
 // head epochs 1-2 and finetune epochs 1-3, train and validation each, and a

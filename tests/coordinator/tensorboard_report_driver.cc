@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "coordinator/client/coordinator_client.h"
+#include "tests/coordinator/driver_util.h"
 
 namespace {
 
@@ -83,14 +84,9 @@ int main(int argc, char** argv) {
   app.add_flag("--test", test, "Report a test evaluation after the last epoch");
   app.add_flag("--end", end, "End the run (COMPLETED) afterwards");
   CLI11_PARSE(app, argc, argv);
-  try {
-    options.reconnect_window = std::chrono::seconds(10);
-    client::CoordinatorClient coordinator(options);
-    v1::StartRunRequest start;
-    start.set_name(run);
-    start.set_dataset("synthetic");
-    start.set_world_size(world_size);
-    coordinator.start_run(start);
+  return xfer::coordinator::testing::run_driver("tensorboard_report_driver", [&] {
+    auto started = xfer::coordinator::testing::start_driver_run(options, run, world_size);
+    client::CoordinatorClient& coordinator = *started;
     std::string last_phase;
     int last_epoch = 0;
     for (const Phase& phase : parse_phases(phases_flag)) {
@@ -118,9 +114,5 @@ int main(int argc, char** argv) {
     }
     if (end) coordinator.end_run(run, v1::RUN_STATE_COMPLETED, "driver done");
     std::cout << "reported up to global step " << global_step << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "tensorboard_report_driver: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  });
 }

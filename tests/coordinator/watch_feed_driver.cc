@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "coordinator/client/coordinator_client.h"
+#include "tests/coordinator/driver_util.h"
 
 namespace {
 
@@ -76,14 +77,9 @@ int main(int argc, char** argv) {
   app.add_option("--slow-rank", slow_rank, "this rank reports a quarter of the img/s (-1: none)");
   app.add_option("--end", end)->check(CLI::IsMember({"completed", "failed", "none"}));
   CLI11_PARSE(app, argc, argv);
-  try {
-    options.reconnect_window = std::chrono::seconds(10);
-    client::CoordinatorClient coordinator(options);
-    v1::StartRunRequest start;
-    start.set_name(run);
-    start.set_dataset("synthetic");
-    start.set_world_size(world_size);
-    coordinator.start_run(start);
+  return xfer::coordinator::testing::run_driver("watch_feed_driver", [&] {
+    auto started = xfer::coordinator::testing::start_driver_run(options, run, world_size);
+    client::CoordinatorClient& coordinator = *started;
     std::ofstream(started_file) << run << "\n";
     std::this_thread::sleep_for(std::chrono::milliseconds(start_delay_ms));
     for (int epoch = 1; epoch <= epochs; ++epoch) {
@@ -104,9 +100,5 @@ int main(int argc, char** argv) {
     if (end == "completed") coordinator.end_run(run, v1::RUN_STATE_COMPLETED, "driver done");
     if (end == "failed") coordinator.end_run(run, v1::RUN_STATE_FAILED, "driver: injected failure");
     std::cout << "reported " << epochs << " epochs of " << steps << " steps\n";
-  } catch (const std::exception& e) {
-    std::cerr << "watch_feed_driver: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  });
 }
