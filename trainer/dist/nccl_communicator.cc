@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "trainer/dist/nccl_collective.h"
 #include "trainer/dist/op_state.h"
 
 namespace xfer::trainer::dist {
@@ -237,6 +238,50 @@ class NcclWork final : public Work {
   std::string error_;      // GUARDED_BY(wait_mutex_)
 };
 
+// The real CUDA and NCCL calls behind collective() (nccl_collective.h), for
+// one launch; made and used with impl.mutex held.
+class NcclSteps {
+ public:
+  explicit NcclSteps(const std::shared_ptr<NcclCommunicator::Impl>& owner)
+      : owner_(owner), impl(*owner) {}
+
+  std::uint64_t next_seq() { return impl.next_seq++; }
+  bool broken() const { return impl.broken; }
+  std::string broken_reason() const { return impl.broken_reason; }
+  std::string context(const std::string& op) const { return impl.context(op); }
+  Clock::time_point deadline() const { return Clock::now() + impl.options.timeout; }
+
+  std::shared_ptr<NcclWork> make_work(const std::string& name, Clock::time_point deadline) {
+    return std::make_shared<NcclWork>(owner_, name, deadline);
+  }
+
+  void order_after_producer(NcclWork* work, const Buffer& buffer, const std::string& name) {
+    auto producer = static_cast<cudaStream_t>(buffer.stream);
+    XFER_CUDA_CHECK(impl, name, cudaSetDevice(impl.device));
+    XFER_CUDA_CHECK(impl, name,
+                    cudaEventCreateWithFlags(work->ready_event(), cudaEventDisableTiming));
+    XFER_CUDA_CHECK(impl, name,
+                    cudaEventCreateWithFlags(work->done_event(), cudaEventDisableTiming));
+    // The collective starts after the kernels that produced the data.
+    XFER_CUDA_CHECK(impl, name, cudaEventRecord(*work->ready_event(), producer));
+    XFER_CUDA_CHECK(impl, name, cudaStreamWaitEvent(impl.stream, *work->ready_event(), 0));
+  }
+
+  void group_start(const std::string& name) { XFER_NCCL_CHECK(impl, name, ncclGroupStart()); }
+  void group_end(const std::string& name) { XFER_NCCL_CHECK(impl, name, ncclGroupEnd()); }
+  void settle(const std::string& name, Clock::time_point deadline) { impl.settle(name, deadline); }
+
+  void record_done(NcclWork* work, const std::string& name) {
+    XFER_CUDA_CHECK(impl, name, cudaEventRecord(*work->done_event(), impl.stream));
+  }
+
+  void break_locked(const std::string& reason) { impl.break_locked(reason); }
+
+ private:
+  const std::shared_ptr<NcclCommunicator::Impl>& owner_;
+  NcclCommunicator::Impl& impl;  // named as in the macros' messages
+};
+
 }  // namespace
 
 NcclCommunicator::NcclCommunicator(const World& world, MpiCommunicator& host, int device_index,
@@ -321,37 +366,13 @@ std::shared_ptr<Work> NcclCommunicator::allreduce(const Buffer& buffer, ReduceOp
   validate_allreduce(*this, buffer, op);
   Impl& impl = *impl_;
   std::lock_guard<std::mutex> lock(impl.mutex);
-  const std::string name =
-      "allreduce #" + std::to_string(impl.next_seq++) + (label.empty() ? "" : " (" + label + ")");
-  if (impl.broken) {
-    throw CollectiveError(impl.context(name) +
-                          ": communicator broken earlier: " + impl.broken_reason);
-  }
-  const Clock::time_point deadline = Clock::now() + impl.options.timeout;
-  auto work = std::make_shared<NcclWork>(impl_, name, deadline);
-  try {
-    auto producer = static_cast<cudaStream_t>(buffer.stream);
-    XFER_CUDA_CHECK(impl, name, cudaSetDevice(impl.device));
-    XFER_CUDA_CHECK(impl, name,
-                    cudaEventCreateWithFlags(work->ready_event(), cudaEventDisableTiming));
-    XFER_CUDA_CHECK(impl, name,
-                    cudaEventCreateWithFlags(work->done_event(), cudaEventDisableTiming));
-    // The reduction starts after the kernels that produced the data.
-    XFER_CUDA_CHECK(impl, name, cudaEventRecord(*work->ready_event(), producer));
-    XFER_CUDA_CHECK(impl, name, cudaStreamWaitEvent(impl.stream, *work->ready_event(), 0));
-    XFER_NCCL_CHECK(impl, name, ncclGroupStart());
+  NcclSteps steps(impl_);
+  return collective(steps, "allreduce", label, buffer, [&](const std::string& name) {
     XFER_NCCL_CHECK(
         impl, name,
         ncclAllReduce(buffer.data, buffer.data, buffer.count, nccl_type(buffer.type),
                       op == ReduceOp::kSum ? ncclSum : ncclAvg, impl.comm, impl.stream));
-    XFER_NCCL_CHECK(impl, name, ncclGroupEnd());
-    impl.settle(name, deadline);
-    XFER_CUDA_CHECK(impl, name, cudaEventRecord(*work->done_event(), impl.stream));
-  } catch (const CollectiveError& e) {
-    impl.break_locked(e.what());
-    throw;
-  }
-  return work;
+  });
 }
 
 void NcclCommunicator::broadcast(const Buffer& buffer, int root, const std::string& label) {
@@ -360,34 +381,12 @@ void NcclCommunicator::broadcast(const Buffer& buffer, int root, const std::stri
   std::shared_ptr<NcclWork> work;
   {
     std::lock_guard<std::mutex> lock(impl.mutex);
-    const std::string name =
-        "broadcast #" + std::to_string(impl.next_seq++) + (label.empty() ? "" : " (" + label + ")");
-    if (impl.broken) {
-      throw CollectiveError(impl.context(name) +
-                            ": communicator broken earlier: " + impl.broken_reason);
-    }
-    const Clock::time_point deadline = Clock::now() + impl.options.timeout;
-    work = std::make_shared<NcclWork>(impl_, name, deadline);
-    try {
-      auto producer = static_cast<cudaStream_t>(buffer.stream);
-      XFER_CUDA_CHECK(impl, name, cudaSetDevice(impl.device));
-      XFER_CUDA_CHECK(impl, name,
-                      cudaEventCreateWithFlags(work->ready_event(), cudaEventDisableTiming));
-      XFER_CUDA_CHECK(impl, name,
-                      cudaEventCreateWithFlags(work->done_event(), cudaEventDisableTiming));
-      XFER_CUDA_CHECK(impl, name, cudaEventRecord(*work->ready_event(), producer));
-      XFER_CUDA_CHECK(impl, name, cudaStreamWaitEvent(impl.stream, *work->ready_event(), 0));
-      XFER_NCCL_CHECK(impl, name, ncclGroupStart());
+    NcclSteps steps(impl_);
+    work = collective(steps, "broadcast", label, buffer, [&](const std::string& name) {
       XFER_NCCL_CHECK(impl, name,
                       ncclBroadcast(buffer.data, buffer.data, buffer.count, nccl_type(buffer.type),
                                     root, impl.comm, impl.stream));
-      XFER_NCCL_CHECK(impl, name, ncclGroupEnd());
-      impl.settle(name, deadline);
-      XFER_CUDA_CHECK(impl, name, cudaEventRecord(*work->done_event(), impl.stream));
-    } catch (const CollectiveError& e) {
-      impl.break_locked(e.what());
-      throw;
-    }
+    });
   }
   // The work's own deadline fails it first; this bound only backs it up.
   if (!work->wait(impl.options.timeout + std::chrono::seconds(5))) {
