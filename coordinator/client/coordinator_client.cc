@@ -31,6 +31,19 @@ Response call_unary(detail::Connection& connection, const char* method, Idempote
   }
 }
 
+// One unary RPC, `rpc` of `stub` (a generated method such as
+// &v1::RunService::Stub::GetRun), with the retry rule of call_unary.
+template <typename Stub, typename Request, typename Response>
+Response call(detail::Connection& connection, const char* method, Idempotency idempotency,
+              Stub& stub,
+              grpc::Status (Stub::*rpc)(grpc::ClientContext*, const Request&, Response*),
+              const Request& request) {
+  return call_unary<Response>(connection, method, idempotency,
+                              [&](grpc::ClientContext* context, Response* response) {
+                                return (stub.*rpc)(context, request, response);
+                              });
+}
+
 constexpr auto kIdempotent = Idempotency::kIdempotent;
 constexpr auto kNotIdempotent = Idempotency::kNotIdempotent;
 
@@ -51,11 +64,8 @@ const ClientOptions& CoordinatorClient::options() const { return connection_->op
 v1::DatasetInfo CoordinatorClient::get_dataset_info(const std::string& dataset) {
   v1::GetDatasetInfoRequest request;
   request.set_dataset(dataset);
-  return call_unary<v1::DatasetInfo>(*connection_, "GetDatasetInfo", kIdempotent,
-                                     [&](grpc::ClientContext* context, v1::DatasetInfo* response) {
-                                       return connection_->data().GetDatasetInfo(context, request,
-                                                                                 response);
-                                     });
+  return call(*connection_, "GetDatasetInfo", kIdempotent, connection_->data(),
+              &v1::DataService::Stub::GetDatasetInfo, request);
 }
 
 v1::ResolvedSplit CoordinatorClient::resolve_split(const std::string& dataset,
@@ -63,11 +73,8 @@ v1::ResolvedSplit CoordinatorClient::resolve_split(const std::string& dataset,
   v1::ResolveSplitRequest request;
   request.set_dataset(dataset);
   request.set_spec(spec);
-  return call_unary<v1::ResolvedSplit>(
-      *connection_, "ResolveSplit", kIdempotent,
-      [&](grpc::ClientContext* context, v1::ResolvedSplit* response) {
-        return connection_->data().ResolveSplit(context, request, response);
-      });
+  return call(*connection_, "ResolveSplit", kIdempotent, connection_->data(),
+              &v1::DataService::Stub::ResolveSplit, request);
 }
 
 std::unique_ptr<ShardReader> CoordinatorClient::stream_shard(
@@ -78,28 +85,21 @@ std::unique_ptr<ShardReader> CoordinatorClient::stream_shard(
 // ---------------------------------------------------------------- runs
 
 v1::Run CoordinatorClient::start_run(const v1::StartRunRequest& request) {
-  return call_unary<v1::Run>(*connection_, "StartRun", kNotIdempotent,
-                             [&](grpc::ClientContext* context, v1::Run* response) {
-                               return connection_->runs().StartRun(context, request, response);
-                             });
+  return call(*connection_, "StartRun", kNotIdempotent, connection_->runs(),
+              &v1::RunService::Stub::StartRun, request);
 }
 
 v1::Run CoordinatorClient::get_run(const std::string& name) {
   v1::GetRunRequest request;
   request.set_name(name);
-  return call_unary<v1::Run>(*connection_, "GetRun", kIdempotent,
-                             [&](grpc::ClientContext* context, v1::Run* response) {
-                               return connection_->runs().GetRun(context, request, response);
-                             });
+  return call(*connection_, "GetRun", kIdempotent, connection_->runs(),
+              &v1::RunService::Stub::GetRun, request);
 }
 
 v1::ListRunsResponse CoordinatorClient::list_runs() {
   const v1::ListRunsRequest request;
-  return call_unary<v1::ListRunsResponse>(
-      *connection_, "ListRuns", kIdempotent,
-      [&](grpc::ClientContext* context, v1::ListRunsResponse* response) {
-        return connection_->runs().ListRuns(context, request, response);
-      });
+  return call(*connection_, "ListRuns", kIdempotent, connection_->runs(),
+              &v1::RunService::Stub::ListRuns, request);
 }
 
 v1::Run CoordinatorClient::end_run(const std::string& name, v1::RunState state,
@@ -108,38 +108,27 @@ v1::Run CoordinatorClient::end_run(const std::string& name, v1::RunState state,
   request.set_name(name);
   request.set_state(state);
   request.set_message(message);
-  return call_unary<v1::Run>(*connection_, "EndRun", kIdempotent,
-                             [&](grpc::ClientContext* context, v1::Run* response) {
-                               return connection_->runs().EndRun(context, request, response);
-                             });
+  return call(*connection_, "EndRun", kIdempotent, connection_->runs(),
+              &v1::RunService::Stub::EndRun, request);
 }
 
 v1::StatusResponse CoordinatorClient::get_status(const std::string& run) {
   v1::GetStatusRequest request;
   request.set_run(run);
-  return call_unary<v1::StatusResponse>(
-      *connection_, "GetStatus", kIdempotent,
-      [&](grpc::ClientContext* context, v1::StatusResponse* response) {
-        return connection_->runs().GetStatus(context, request, response);
-      });
+  return call(*connection_, "GetStatus", kIdempotent, connection_->runs(),
+              &v1::RunService::Stub::GetStatus, request);
 }
 
 v1::PutReportResponse CoordinatorClient::put_report(const v1::RunReport& report) {
-  return call_unary<v1::PutReportResponse>(
-      *connection_, "PutReport", kIdempotent,
-      [&](grpc::ClientContext* context, v1::PutReportResponse* response) {
-        return connection_->runs().PutReport(context, report, response);
-      });
+  return call(*connection_, "PutReport", kIdempotent, connection_->runs(),
+              &v1::RunService::Stub::PutReport, report);
 }
 
 v1::RunReport CoordinatorClient::get_report(const std::string& run) {
   v1::GetReportRequest request;
   request.set_run(run);
-  return call_unary<v1::RunReport>(*connection_, "GetReport", kIdempotent,
-                                   [&](grpc::ClientContext* context, v1::RunReport* response) {
-                                     return connection_->runs().GetReport(context, request,
-                                                                          response);
-                                   });
+  return call(*connection_, "GetReport", kIdempotent, connection_->runs(),
+              &v1::RunService::Stub::GetReport, request);
 }
 
 v1::HeartbeatResponse CoordinatorClient::heartbeat(const v1::HeartbeatRequest& request,
@@ -158,11 +147,8 @@ v1::HeartbeatResponse CoordinatorClient::heartbeat(const v1::HeartbeatRequest& r
 // ---------------------------------------------------------------- metrics
 
 v1::ReportAck CoordinatorClient::report(const v1::MetricsReport& report) {
-  return call_unary<v1::ReportAck>(*connection_, "Report", kIdempotent,
-                                   [&](grpc::ClientContext* context, v1::ReportAck* response) {
-                                     return connection_->metrics().Report(context, report,
-                                                                          response);
-                                   });
+  return call(*connection_, "Report", kIdempotent, connection_->metrics(),
+              &v1::MetricsService::Stub::Report, report);
 }
 
 std::unique_ptr<WatchReader> CoordinatorClient::watch(const std::string& run,
@@ -173,21 +159,15 @@ std::unique_ptr<WatchReader> CoordinatorClient::watch(const std::string& run,
 v1::HistoryResponse CoordinatorClient::history(const std::string& run) {
   v1::HistoryRequest request;
   request.set_run(run);
-  return call_unary<v1::HistoryResponse>(
-      *connection_, "History", kIdempotent,
-      [&](grpc::ClientContext* context, v1::HistoryResponse* response) {
-        return connection_->metrics().History(context, request, response);
-      });
+  return call(*connection_, "History", kIdempotent, connection_->metrics(),
+              &v1::MetricsService::Stub::History, request);
 }
 
 v1::RanksResponse CoordinatorClient::ranks(const std::string& run) {
   v1::RanksRequest request;
   request.set_run(run);
-  return call_unary<v1::RanksResponse>(
-      *connection_, "Ranks", kIdempotent,
-      [&](grpc::ClientContext* context, v1::RanksResponse* response) {
-        return connection_->metrics().Ranks(context, request, response);
-      });
+  return call(*connection_, "Ranks", kIdempotent, connection_->metrics(),
+              &v1::MetricsService::Stub::Ranks, request);
 }
 
 // ---------------------------------------------------------------- checkpoints
@@ -196,11 +176,8 @@ v1::RanksResponse CoordinatorClient::ranks(const std::string& run) {
 v1::ListCheckpointsResponse CoordinatorClient::list_checkpoints(const std::string& run) {
   v1::ListCheckpointsRequest request;
   request.set_run(run);
-  return call_unary<v1::ListCheckpointsResponse>(
-      *connection_, "List", kIdempotent,
-      [&](grpc::ClientContext* context, v1::ListCheckpointsResponse* response) {
-        return connection_->checkpoints().List(context, request, response);
-      });
+  return call(*connection_, "List", kIdempotent, connection_->checkpoints(),
+              &v1::CheckpointService::Stub::List, request);
 }
 
 v1::CheckpointInfo CoordinatorClient::best_checkpoint(const std::string& run,
@@ -208,11 +185,8 @@ v1::CheckpointInfo CoordinatorClient::best_checkpoint(const std::string& run,
   v1::RunCheckpointRequest request;
   request.set_run(run);
   request.set_phase(phase);
-  return call_unary<v1::CheckpointInfo>(
-      *connection_, "Best", kIdempotent,
-      [&](grpc::ClientContext* context, v1::CheckpointInfo* response) {
-        return connection_->checkpoints().Best(context, request, response);
-      });
+  return call(*connection_, "Best", kIdempotent, connection_->checkpoints(),
+              &v1::CheckpointService::Stub::Best, request);
 }
 
 v1::CheckpointInfo CoordinatorClient::latest_checkpoint(const std::string& run,
@@ -220,21 +194,15 @@ v1::CheckpointInfo CoordinatorClient::latest_checkpoint(const std::string& run,
   v1::RunCheckpointRequest request;
   request.set_run(run);
   request.set_phase(phase);
-  return call_unary<v1::CheckpointInfo>(
-      *connection_, "Latest", kIdempotent,
-      [&](grpc::ClientContext* context, v1::CheckpointInfo* response) {
-        return connection_->checkpoints().Latest(context, request, response);
-      });
+  return call(*connection_, "Latest", kIdempotent, connection_->checkpoints(),
+              &v1::CheckpointService::Stub::Latest, request);
 }
 
 void CoordinatorClient::delete_checkpoint(const std::string& id) {
   v1::DeleteCheckpointRequest request;
   request.set_id(id);
-  call_unary<v1::DeleteCheckpointResponse>(
-      *connection_, "Delete", kNotIdempotent,
-      [&](grpc::ClientContext* context, v1::DeleteCheckpointResponse* response) {
-        return connection_->checkpoints().Delete(context, request, response);
-      });
+  call(*connection_, "Delete", kNotIdempotent, connection_->checkpoints(),
+       &v1::CheckpointService::Stub::Delete, request);
 }
 
 std::string new_upload_id() {
