@@ -64,13 +64,10 @@ trap cleanup EXIT
 
 "$bin/make-synthetic-cifar" --out "$tmp/data" --train "$train_images" --test 1024 --classes 100 \
   --seed 1 >/dev/null
-"$bin/coordinator" --listen 127.0.0.1:0 --port-file "$tmp/port" --dataset "bench=$tmp/data" \
-  --checkpoint-dir "$tmp/ckpt" --state-dir "$tmp/state" --keep-last 1 --keep-best 1 \
-  >"$tmp/coordinator.log" 2>&1 &
-coordinator_pid=$!
-for _ in $(seq 100); do [[ -s "$tmp/port" ]] && break; sleep 0.1; done
-[[ -s "$tmp/port" ]] || { cat "$tmp/coordinator.log"; echo "compare_ddp: no coordinator" >&2; exit 1; }
-address="127.0.0.1:$(cat "$tmp/port")"
+source "$src/tests/lib/wait.sh"  # launch_coordinator
+launch_coordinator "$tmp/port" "$tmp/coordinator.log" \
+  "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$tmp/port" --dataset "bench=$tmp/data" \
+  --checkpoint-dir "$tmp/ckpt" --state-dir "$tmp/state" --keep-last 1 --keep-best 1
 run_counter=0
 
 # ours OUT_VAR PHASE RES BATCH EPOCHS TRAIN_SPLIT [extra trainer flags...]: runs the

@@ -61,6 +61,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+source "$src/tests/lib/wait.sh"  # launch_coordinator
 
 # Every trial runs the same trainer: a copy, so a rebuild of --trainer's
 # directory meanwhile cannot change or remove it (waits up to 5 min for it).
@@ -77,13 +78,10 @@ cp "$trainer" "$tmp/trainer" 2>/dev/null ||
 trial() {
   local mode=$1 n=$2 dir="$tmp/$1-$2"
   mkdir -p "$dir"
-  "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$dir/port" --dataset "shapes=$tmp/data" \
-    --checkpoint-dir "$dir/ckpt" --state-dir "$dir/state" >"$dir/coordinator.log" 2>&1 &
-  coordinator_pid=$!
-  for _ in $(seq 1 100); do [[ -s "$dir/port" ]] && break; sleep 0.1; done
-  [[ -s "$dir/port" ]] || { cat "$dir/coordinator.log" >&2; exit 1; }
-  local address run="bench-$mode-$n"
-  address="127.0.0.1:$(cat "$dir/port")"
+  launch_coordinator "$dir/port" "$dir/coordinator.log" \
+    "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$dir/port" --dataset "shapes=$tmp/data" \
+    --checkpoint-dir "$dir/ckpt" --state-dir "$dir/state"
+  local run="bench-$mode-$n"
   if [[ $mode == load ]]; then
     "$bin/coordinator_load" --coordinator "$address" --run "$run" --watchers "$watchers" \
       --pollers "$pollers" --poll-interval-ms "$poll_ms" --stuck-watchers "$stuck" \

@@ -11,12 +11,6 @@ source "$(dirname "$0")/../e2e/lib.sh"
 bin="$1"
 src="$2"
 py=/usr/bin/python3
-coordinator_pid=""
-cleanup() {
-  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 "$bin/make-synthetic-cifar" --out "$TMP/data" --train 100 --test 20 --classes 10 >/dev/null 2>&1
 # The flag comes from the config file (the key is the flag's name).
@@ -28,19 +22,9 @@ tensorboard-dir = "$TMP/tb"
 CONFIG
 
 start_coordinator() {
-  rm -f "$TMP/port"
-  "$bin/coordinator" --config "$TMP/coordinator.toml" --listen 127.0.0.1:0 --rank-timeout 0 \
-    --port-file "$TMP/port" >>"$TMP/coordinator.log" 2>&1 &
-  coordinator_pid=$!
-  wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-  address="127.0.0.1:$(cat "$TMP/port")"
-}
-stop_coordinator() {
-  kill -TERM "$coordinator_pid"
-  local rc=0
-  wait "$coordinator_pid" || rc=$?
-  coordinator_pid=""
-  [[ $rc -eq 0 ]] || { cat "$TMP/coordinator.log"; fail "coordinator exited $rc on SIGTERM"; }
+  launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+    "$bin/coordinator" --config "$TMP/coordinator.toml" --listen 127.0.0.1:0 --rank-timeout 0 \
+    --port-file "$TMP/port"
 }
 drive() {
   "$bin/tensorboard_report_driver" --coordinator "$address" --world-size 2 "$@" \

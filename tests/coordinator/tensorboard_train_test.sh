@@ -11,13 +11,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 make_data 512 64 7
 random_weights resnet18 1 "$TMP/r18.pt"
-rm -f "$TMP/port"
-"$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "shapes=$TMP/data" \
-  --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --tensorboard-dir "$TMP/tb" \
-  >>"$TMP/coordinator.log" 2>&1 &
-coordinator_pid=$!
-wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-address="127.0.0.1:$(cat "$TMP/port")"
+launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+  "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "shapes=$TMP/data" \
+  --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --tensorboard-dir "$TMP/tb"
 
 train 2 "$TMP/train.log" --run-name tb --dataset shapes --run-dir "$TMP/run" \
   --arch torchscript --base "$TMP/r18.pt" --num-classes 10 --image-size 32 --batch-size 32 \

@@ -14,26 +14,18 @@ source "$(dirname "$0")/../e2e/lib.sh"
 bin="$1"
 src="$2"
 py=/usr/bin/python3
-coordinator_pid=""
 driver_pid=""
-cleanup() {
-  [[ -n "$driver_pid" ]] && kill "$driver_pid" 2>/dev/null || true
-  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+at_exit '[[ -n "$driver_pid" ]] && kill "$driver_pid" 2>/dev/null'
 
 "$bin/make-synthetic-cifar" --out "$TMP/data" --train 40 --test 10 --classes 10 >/dev/null 2>&1 ||
   fail "make-synthetic-cifar"
 echo "admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >"$TMP/admin.token"
 echo "read-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >"$TMP/read.token"
 chmod 600 "$TMP/admin.token" "$TMP/read.token"
-"$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "synthetic=$TMP/data" \
+launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+  "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "synthetic=$TMP/data" \
   --rank-timeout 0 --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --token-file "$TMP/admin.token" \
-  --read-token-file "$TMP/read.token" >"$TMP/coordinator.log" 2>&1 &
-coordinator_pid=$!
-wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-address="127.0.0.1:$(cat "$TMP/port")"
+  --read-token-file "$TMP/read.token"
 watch=("$bin/coordctl" --coordinator "$address" --token-file "$TMP/read.token" --retry-for 5)
 
 # feed RUN END [ARGS...]: starts the driver in the background; returns once
@@ -158,7 +150,5 @@ assert len(events) == 5, events
 assert [e["sequence"] for e in events[:4]] == [1, 2, 3, 4], events
 PY
 
-kill -TERM "$coordinator_pid"
-wait "$coordinator_pid" || fail "the coordinator exited non-zero on SIGTERM"
-coordinator_pid=""
+stop_coordinator
 echo "watch live e2e: ok"

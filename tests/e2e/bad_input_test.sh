@@ -11,12 +11,6 @@ BIN=$1
 MPIEXEC=$2
 SRC=$3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-coordinator_pid=""
-cleanup() {
-  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 cd "$TMP" || fail "cd $TMP"  # a trainer's default --run-dir (runs/RUN) lands here, if ever
 
 # expect_exit CODE OUT CMD...: CMD must exit with CODE; its stdout+stderr go to OUT.
@@ -47,17 +41,8 @@ coordinator_flags=(--listen 127.0.0.1:0 --port-file "$TMP/port" --checkpoint-dir
                    --state-dir "$TMP/state" --token-file "$TMP/admin.token"
                    --read-token-file "$TMP/read.token")
 start_coordinator() {
-  rm -f "$TMP/port"
-  "$BIN/coordinator" "${coordinator_flags[@]}" --dataset "shapes=$TMP/data" \
-    --dataset "other=$TMP/data" >>"$TMP/coordinator.log" 2>&1 &
-  coordinator_pid=$!
-  wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-  address="127.0.0.1:$(cat "$TMP/port")"
-}
-stop_coordinator() {
-  kill -TERM "$coordinator_pid"
-  wait "$coordinator_pid" || fail "the coordinator exited $? on SIGTERM"
-  coordinator_pid=""
+  launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+    "$BIN/coordinator" "${coordinator_flags[@]}" --dataset "shapes=$TMP/data" --dataset "other=$TMP/data"
 }
 ctl() {
   timeout 60 "$BIN/coordctl" --coordinator "$address" --token-file "$TMP/read.token" --retry-for 5 \

@@ -8,20 +8,12 @@
 # usage: coordinator_load_smoke_test.sh BIN_DIR
 source "$(dirname "$0")/lib.sh"
 bin="$1"
-coordinator_pid=""
-cleanup() {
-  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 "$bin/make-synthetic-cifar" --out "$TMP/data" --train 100 --test 20 --classes 10 >/dev/null 2>&1 ||
   fail "make-synthetic-cifar"
-"$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "synthetic=$TMP/data" \
-  --rank-timeout 0 --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" >"$TMP/coordinator.log" 2>&1 &
-coordinator_pid=$!
-wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-address="127.0.0.1:$(cat "$TMP/port")"
+launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+  "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "synthetic=$TMP/data" \
+  --rank-timeout 0 --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state"
 
 timeout 300 "$bin/coordinator_load" --coordinator "$address" --run smoke --feed-ranks 2 \
   --feed-epochs 300 --feed-steps 1 --watchers 5 --pollers 2 --poll-interval-ms 20 \
@@ -45,7 +37,5 @@ PY
   fail "coordctl metrics"
 [[ $(grep -c '^load,' "$TMP/metrics.csv") -eq 600 ]] || fail "history lacks epochs"
 echo "coordinator peak RSS: $(grep VmHWM "/proc/$coordinator_pid/status")"
-kill -TERM "$coordinator_pid"
-wait "$coordinator_pid" || fail "coordinator exited non-zero on SIGTERM"
-coordinator_pid=""
+stop_coordinator
 echo "coordinator load smoke: ok"

@@ -5,12 +5,6 @@
 # restart.   usage: coordinator_process_test.sh BIN_DIR
 source "$(dirname "$0")/lib.sh"
 bin="$1"
-coordinator_pid=""
-cleanup() {
-  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 "$bin/make-synthetic-cifar" --out "$TMP/data" --train 300 --test 100 --classes 10 >/dev/null 2>&1
 echo "admin-token-0123456789abcdef" >"$TMP/admin.token"
@@ -24,21 +18,9 @@ state-dir = "$TMP/state"
 CONFIG
 
 start_coordinator() {
-  rm -f "$TMP/port"
-  "$bin/coordinator" --config "$TMP/coordinator.toml" --listen 127.0.0.1:0 --port-file "$TMP/port" \
-    --token-file "$TMP/admin.token" --read-token-file "$TMP/read.token" \
-    >>"$TMP/coordinator.log" 2>&1 &
-  coordinator_pid=$!
-  wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-  address="127.0.0.1:$(cat "$TMP/port")"
-}
-
-stop_coordinator() {
-  kill -TERM "$coordinator_pid"
-  local rc=0
-  wait "$coordinator_pid" || rc=$?
-  coordinator_pid=""
-  [[ $rc -eq 0 ]] || { cat "$TMP/coordinator.log"; fail "coordinator exited $rc on SIGTERM"; }
+  launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+    "$bin/coordinator" --config "$TMP/coordinator.toml" --listen 127.0.0.1:0 --port-file "$TMP/port" \
+    --token-file "$TMP/admin.token" --read-token-file "$TMP/read.token"
 }
 
 start_coordinator

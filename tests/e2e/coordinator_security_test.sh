@@ -9,12 +9,6 @@
 # usage: coordinator_security_test.sh BIN_DIR
 source "$(dirname "$0")/lib.sh"
 bin="$1"
-coordinator_pid=""
-cleanup() {
-  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 "$bin/make-synthetic-cifar" --out "$TMP/data" --train 200 --test 50 --classes 10 >/dev/null 2>&1 ||
   fail "make-synthetic-cifar"
@@ -33,15 +27,11 @@ expect_fail "$TMP/open.out" "$bin/coordinator" --listen 0.0.0.0:0 "${common[@]}"
 expect_contains "$TMP/open.out" "--listen 0.0.0.0:0 is not a loopback address and no --token-file"
 expect_contains "$TMP/open.out" "--insecure"
 # ... unless --insecure says so, with a warning.
-"$bin/coordinator" --listen 0.0.0.0:0 --insecure --port-file "$TMP/port0" "${common[@]}" \
-  >"$TMP/insecure.log" 2>&1 &
-coordinator_pid=$!
-wait_for_port_file "$coordinator_pid" "$TMP/port0" "$TMP/insecure.log"
-"$bin/coordctl" --coordinator "127.0.0.1:$(cat "$TMP/port0")" --retry-for 5 status \
+launch_coordinator "$TMP/port0" "$TMP/insecure.log" \
+  "$bin/coordinator" --listen 0.0.0.0:0 --insecure --port-file "$TMP/port0" "${common[@]}"
+"$bin/coordctl" --coordinator "$address" --retry-for 5 status \
   >"$TMP/insecure-status.out" 2>&1 || { cat "$TMP/insecure-status.out"; fail "status (--insecure)"; }
-kill -TERM "$coordinator_pid"
-wait "$coordinator_pid" || fail "the --insecure coordinator exited non-zero on SIGTERM"
-coordinator_pid=""
+stop_coordinator
 expect_contains "$TMP/insecure.log" "--insecure: serving 0.0.0.0:$(cat "$TMP/port0") without tokens"
 # The default is loopback.
 "$bin/coordinator" --help >"$TMP/help.out" 2>&1 || true
@@ -60,13 +50,10 @@ openssl x509 -req -days 1 -in "$TMP/server.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/c
   fail "openssl: signing the server certificate"
 
 # ---- A TLS coordinator with both tokens, logging everything.
-"$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" "${common[@]}" --rank-timeout 0 \
+launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+  "$bin/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" "${common[@]}" --rank-timeout 0 \
   --token-file "$TMP/admin.token" --read-token-file "$TMP/read.token" \
-  --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key" --log-level trace \
-  >"$TMP/coordinator.log" 2>&1 &
-coordinator_pid=$!
-wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-address="127.0.0.1:$(cat "$TMP/port")"
+  --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key" --log-level trace
 expect_contains "$TMP/coordinator.log" "token file $TMP/admin.token has mode 0644"
 expect_contains "$TMP/coordinator.log" "chmod 600 $TMP/admin.token"
 grep -qF "token file $TMP/read.token has mode" "$TMP/coordinator.log" &&
@@ -117,9 +104,7 @@ ctl metrics --tls-ca "$TMP/ca.pem" --token-file "$TMP/read.token" metrics secure
 [[ $rc -eq 0 ]] || { cat "$TMP/metrics.out"; fail "metrics of the fed run"; }
 [[ $(grep -c '^load,' "$TMP/metrics.out") -eq 6 ]] || { cat "$TMP/metrics.out"; fail "expected 6 epochs"; }
 
-kill -TERM "$coordinator_pid"
-wait "$coordinator_pid" || fail "the coordinator exited non-zero on SIGTERM"
-coordinator_pid=""
+stop_coordinator
 
 # ---- No token in any log. The refusals above were logged (debug level is
 # really on), naming the method and the peer only.

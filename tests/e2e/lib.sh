@@ -1,13 +1,41 @@
-# Shared helpers for the shell-level tests. Each test sources this, gets a
-# fresh $TMP that is removed on exit, and fails on the first broken check.
+# Shared helpers for the shell-level tests: every test script sources this
+# file, directly or through tests/train/train_lib.sh. It gives a fresh $TMP
+# that is removed on exit and fails on the first broken check; with it comes
+# tests/lib/wait.sh, the one place that starts a coordinator and waits for
+# it (docs/testing.md).
+#
+#   fail MSG                           the test fails, saying MSG
+#   expect_fail OUT CMD...             CMD must fail; its output goes to OUT
+#   expect_contains FILE TEXT          FILE must contain TEXT
+#   at_exit CMD                        CMD runs when the test exits (latest first)
+#   launch_coordinator PORT_FILE LOG CMD...
+#                                      starts a coordinator and waits for its port
+#   stop_coordinator                   SIGTERM; it must exit 0
 set -euo pipefail
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/xfer-e2e.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
 
 fail() {
   echo "FAIL: $*" >&2
   exit 1
 }
+
+# launch_coordinator, stop_coordinator, wait_for_port_file.
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
+
+exit_hooks=()
+# at_exit CMD: CMD (one string, eval'ed) runs when the test exits, for any
+# reason; hooks run latest first, then the coordinator is killed and $TMP
+# removed. A failing hook does not stop the others.
+at_exit() {
+  exit_hooks=("$1" "${exit_hooks[@]}")
+}
+run_exit_hooks() {
+  local hook
+  for hook in "${exit_hooks[@]}"; do eval "$hook" || true; done
+  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true  # launch_coordinator's
+  rm -rf "$TMP"
+}
+trap run_exit_hooks EXIT
 
 # expect_fail OUTFILE CMD...: CMD must exit non-zero; its stdout+stderr go to OUTFILE.
 expect_fail() {
@@ -25,16 +53,4 @@ expect_contains() {
     cat "$1" >&2
     fail "'$1' lacks: $2"
   }
-}
-
-# wait_for_port_file PID FILE LOG: waits up to 10 s for a server process to
-# write its port file; fails (showing LOG) when it dies or never writes it.
-wait_for_port_file() {
-  local pid=$1 file=$2 log=$3
-  for _ in $(seq 1 100); do
-    [[ -s "$file" ]] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$log"; fail "the server (pid $pid) died"; }
-    sleep 0.1
-  done
-  fail "the server (pid $pid) wrote no port file $file"
 }

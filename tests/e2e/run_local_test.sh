@@ -9,12 +9,11 @@ BIN=$1
 SRC=$2
 run_local="$SRC/deploy/run-local.sh"
 script_pid=""
-cleanup() {
+cleanup_run_local() {
   [[ -n "$script_pid" ]] && kill -TERM "$script_pid" 2>/dev/null || true
   pkill -TERM -f "$TMP" 2>/dev/null || true
-  rm -rf "$TMP"
 }
-trap cleanup EXIT
+at_exit cleanup_run_local
 
 # Processes (other than this test's shell) whose command line mentions $TMP.
 leftovers() { pgrep -af -- "$TMP" | grep -v -e "run_local_test" -e "pgrep" || true; }
@@ -72,13 +71,10 @@ sleep 0.5
 # replaced by this test's: flags override the file).
 echo "admin-token-0123456789abcdef" >"$TMP/admin.token"
 echo "read-token-0123456789abcdef" >"$TMP/read.token"
-"$BIN/coordinator" --config "$SRC/deploy/coordinator.example.toml" --listen 127.0.0.1:0 \
+launch_coordinator "$TMP/service.port" "$TMP/service.log" \
+  "$BIN/coordinator" --config "$SRC/deploy/coordinator.example.toml" --listen 127.0.0.1:0 \
   --port-file "$TMP/service.port" --dataset "cifar100=$TMP/data" --checkpoint-dir "$TMP/svc/ckpt" \
-  --state-dir "$TMP/svc/state" --token-file "$TMP/admin.token" --read-token-file "$TMP/read.token" \
-  >"$TMP/service.log" 2>&1 &
-service_pid=$!
-wait_for_port_file "$service_pid" "$TMP/service.port" "$TMP/service.log"
-kill -TERM "$service_pid"
-wait "$service_pid" || { cat "$TMP/service.log"; fail "the coordinator with the example config exited non-zero"; }
+  --state-dir "$TMP/svc/state" --token-file "$TMP/admin.token" --read-token-file "$TMP/read.token"
+stop_coordinator
 expect_contains "$TMP/service.log" "auth on"
 echo "PASS"

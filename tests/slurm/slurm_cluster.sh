@@ -4,7 +4,7 @@
 # munge key, socket and munged, a slurm.conf ($SLURM_CONF) with free ports, a
 # unique cluster name and first job id, state, spool, logs and TmpFS, so that
 # two runs of a test at once do not meet. The daemons are stopped by their
-# pids on exit, never by name.
+# pids on exit (an at_exit hook), never by name.
 #
 #   slurm_cluster_skip_unless_usable   exit 77 (skip) without root or the packages
 #   slurm_cluster_start                munged, slurmctld, slurmd; waits for the node idle
@@ -83,7 +83,7 @@ slurm_cluster_start() {
   node=$(hostname -s)
   read -r ctld_port slurmd_port <<<"$(free_ports 2)"
   name="xfer$$"
-  trap 'slurm_cluster_stop; rm -rf "$TMP"' EXIT
+  at_exit slurm_cluster_stop
 
   # munge: a key of our own and a daemon on our own socket.
   dd if=/dev/urandom of="$d/munge/munge.key" bs=1024 count=1 status=none

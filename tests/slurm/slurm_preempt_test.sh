@@ -91,12 +91,10 @@ expect_contains "$TMP/again.out" "run pre already completed at the coordinator; 
 grep -q "trainer train" "$TMP/again.out" && { cat "$TMP/again.out"; fail "job $id2 started trainers for a completed run"; }
 
 # The coordinator state the job left: history, attempt, report.
-"$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/check.port" --dataset "shapes=$TMP/data" \
-  --checkpoint-dir "$run/coordinator/checkpoints" --state-dir "$run/coordinator/state" \
-  >"$TMP/check.log" 2>&1 &
-check_pid=$!
-wait_for_port_file "$check_pid" "$TMP/check.port" "$TMP/check.log"
-ctl() { "$BIN/coordctl" --coordinator "127.0.0.1:$(cat "$TMP/check.port")" --retry-for 5 "$@"; }
+launch_coordinator "$TMP/check.port" "$TMP/check.log" \
+  "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/check.port" --dataset "shapes=$TMP/data" \
+  --checkpoint-dir "$run/coordinator/checkpoints" --state-dir "$run/coordinator/state"
+ctl() { "$BIN/coordctl" --coordinator "$address" --retry-for 5 "$@"; }
 ctl --json status pre >"$TMP/status.json" || fail "coordctl status pre"
 expect_contains "$TMP/status.json" '"state": "completed"'
 grep -Eq '"attempt": ?2' "$TMP/status.json" || { cat "$TMP/status.json"; fail "run pre is not at attempt 2"; }
@@ -117,6 +115,5 @@ ctl --json checkpoints list pre >"$TMP/ckpts.json" || fail "coordctl checkpoints
 expect_contains "$TMP/ckpts.json" '"phase": "finetune"'
 ctl --json report pre >"$TMP/report.json" || fail "coordctl report pre"
 expect_contains "$TMP/report.json" '"samples": 100'
-kill -TERM "$check_pid"
-wait "$check_pid" || fail "the checking coordinator exited non-zero"
+stop_coordinator
 echo "PASS"

@@ -119,12 +119,10 @@ grep -q "attempt 1: completed" "$run/slurm-jobs.log" || { cat "$run/slurm-jobs.l
 [[ -z "$(leftovers)" ]] || { leftovers; fail "processes left after the job"; }
 
 # The state outlives the job: a coordinator on it serves the run and its report.
-"$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/check.port" --dataset "shapes=$TMP/data" \
-  --checkpoint-dir "$run/coordinator/checkpoints" --state-dir "$run/coordinator/state" \
-  >"$TMP/check.log" 2>&1 &
-check_pid=$!
-wait_for_port_file "$check_pid" "$TMP/check.port" "$TMP/check.log"
-ctl() { "$BIN/coordctl" --coordinator "127.0.0.1:$(cat "$TMP/check.port")" --retry-for 5 "$@"; }
+launch_coordinator "$TMP/check.port" "$TMP/check.log" \
+  "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/check.port" --dataset "shapes=$TMP/data" \
+  --checkpoint-dir "$run/coordinator/checkpoints" --state-dir "$run/coordinator/state"
+ctl() { "$BIN/coordctl" --coordinator "$address" --retry-for 5 "$@"; }
 ctl --json status whole >"$TMP/status.json" || fail "coordctl status whole"
 expect_contains "$TMP/status.json" '"state": "completed"'
 ctl --json report whole >"$TMP/report.json" || fail "coordctl report whole"
@@ -136,8 +134,7 @@ assert sum(sum(row) for row in r["confusion"]) == 100
 PY
 ctl --json checkpoints list whole >"$TMP/ckpts.json" || fail "coordctl checkpoints list whole"
 expect_contains "$TMP/ckpts.json" '"phase": "finetune"'
-kill -TERM "$check_pid"
-wait "$check_pid" || fail "the checking coordinator exited non-zero"
+stop_coordinator
 
 # srun without the MPI plugin asked for: mpirun inside the allocation.
 id=$(XFER_SRUN_MPI=no-such-plugin submit fallback "$TMP/fallback.out" "$SBATCH_SCRIPT" \

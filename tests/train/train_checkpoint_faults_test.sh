@@ -24,13 +24,10 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # start_coord CKPT_DIR: a coordinator of this test (keep-last 2, keep-best 1
 # per phase) with its checkpoints in CKPT_DIR; sets $address.
 start_coord() {
-  rm -f "$TMP/port"
-  timeout 900 "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" \
+  launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+    timeout 900 "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" \
     --dataset "shapes=$TMP/data" --checkpoint-dir "$1" --state-dir "$TMP/state" \
-    --keep-last 2 --keep-best 1 >>"$TMP/coordinator.log" 2>&1 &
-  coordinator_pid=$!
-  wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-  address="127.0.0.1:$(cat "$TMP/port")"
+    --keep-last 2 --keep-best 1
 }
 
 stop_coord() {
@@ -218,9 +215,8 @@ full_disk_part() {
   cleanup_disk() {
     stop_coord
     umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-    cleanup_train
   }
-  trap cleanup_disk EXIT
+  at_exit cleanup_disk
   make_data 400 100 3
   local ck="$mnt/ckpt"
   start_coord "$ck"

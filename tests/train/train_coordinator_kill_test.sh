@@ -20,11 +20,7 @@
 source "$(dirname "$0")/train_lib.sh"
 
 launcher=""
-cleanup_kill_test() {
-  [[ -n "$launcher" ]] && kill "$launcher" 2>/dev/null || true
-  cleanup_train
-}
-trap cleanup_kill_test EXIT
+at_exit '[[ -n "$launcher" ]] && kill "$launcher" 2>/dev/null'
 
 make_data 1200 200 7
 port=0
@@ -34,14 +30,11 @@ port=0
 coordinator_up() {
   local log=$1
   shift
-  rm -f "$TMP/port"
-  "$BIN/coordinator" --listen "127.0.0.1:$port" --port-file "$TMP/port" \
+  launch_coordinator "$TMP/port" "$log" \
+    "$BIN/coordinator" --listen "127.0.0.1:$port" --port-file "$TMP/port" \
     --dataset "shapes=$TMP/data" --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" \
-    --keep-best 1 --keep-last 10 "$@" >"$log" 2>&1 &
-  coordinator_pid=$!
-  wait_for_port_file "$coordinator_pid" "$TMP/port" "$log"
+    --keep-best 1 --keep-last 10 "$@"
   port=$(cat "$TMP/port")
-  address="127.0.0.1:$port"
 }
 
 # coordinator_gone: waits (at most 300 s) for the coordinator to exit; sets

@@ -6,24 +6,14 @@ BIN=$1
 MPIEXEC=$2
 SRC=${3:-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-coordinator_pid=""
-cleanup_train() {
-  [[ -n "$coordinator_pid" ]] && kill "$coordinator_pid" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup_train EXIT
 
 # start_coordinator NAME=DIR...: serves the datasets; sets $address.
 start_coordinator() {
   local flags=()
   for d in "$@"; do flags+=(--dataset "$d"); done
-  rm -f "$TMP/port"
-  "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" "${flags[@]}" \
-    --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --keep-last 2 \
-    >>"$TMP/coordinator.log" 2>&1 &
-  coordinator_pid=$!
-  wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-  address="127.0.0.1:$(cat "$TMP/port")"
+  launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+    "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" "${flags[@]}" \
+    --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --keep-last 2
 }
 
 # train NP LOG ARGS...: `trainer train` on NP ranks, 1 thread each, output in LOG.

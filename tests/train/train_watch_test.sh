@@ -8,7 +8,7 @@
 # usage: train_watch_test.sh BIN_DIR MPIEXEC SOURCE_DIR
 source "$(dirname "$0")/train_lib.sh"
 train_pid=""
-trap '[[ -n "$train_pid" ]] && kill "$train_pid" 2>/dev/null; cleanup_train' EXIT
+at_exit '[[ -n "$train_pid" ]] && kill "$train_pid" 2>/dev/null'
 
 make_data 320 64 7
 start_coordinator "shapes=$TMP/data"

@@ -66,18 +66,13 @@ cleanup_worker_kill() {
   [[ -n "$launcher" ]] && kill -KILL "$launcher" 2>/dev/null || true
   local p
   for p in $(test_trainers); do kill -KILL "$p" 2>/dev/null || true; done
-  cleanup_train
 }
-trap cleanup_worker_kill EXIT
+at_exit cleanup_worker_kill
 
 make_data 6000 200 6
-rm -f "$TMP/port"
-"$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "shapes=$TMP/data" \
-  --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --rank-timeout "$RANK_TIMEOUT" \
-  >>"$TMP/coordinator.log" 2>&1 &
-coordinator_pid=$!
-wait_for_port_file "$coordinator_pid" "$TMP/port" "$TMP/coordinator.log"
-address="127.0.0.1:$(cat "$TMP/port")"
+launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
+  "$BIN/coordinator" --listen 127.0.0.1:0 --port-file "$TMP/port" --dataset "shapes=$TMP/data" \
+  --checkpoint-dir "$TMP/ckpt" --state-dir "$TMP/state" --rank-timeout "$RANK_TIMEOUT"
 
 # 4800 train samples (train[20%:]), global batch 2 x 16: 150 steps per epoch, 3 epochs.
 # Heartbeats every 0.5 s: rank 0 outlives rank 1 by about a second (it gives a peer 1 s in a
