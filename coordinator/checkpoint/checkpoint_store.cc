@@ -350,13 +350,6 @@ std::vector<CheckpointRecord> CheckpointStore::run_records(const std::string& ru
   return out;
 }
 
-std::vector<CheckpointRecord> CheckpointStore::list(const std::string& run) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto out = run_records(run);
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return is_later(b, a); });
-  return out;
-}
-
 std::vector<CheckpointRecord> CheckpointStore::list_all() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<CheckpointRecord> out;
@@ -377,6 +370,14 @@ std::vector<CheckpointRecord> of_phase(std::vector<CheckpointRecord> records,
   return records;
 }
 }  // namespace
+
+std::vector<CheckpointRecord> CheckpointStore::list(const std::string& run, ListOrder order,
+                                                    const std::string& phase) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto out = of_phase(run_records(run), phase);
+  sort_records(out, order);
+  return out;
+}
 
 std::optional<CheckpointRecord> CheckpointStore::best(const std::string& run,
                                                       const std::string& phase) const {

@@ -136,9 +136,12 @@ class CheckpointStore {
   // cannot be created.
   std::unique_ptr<CheckpointWriter> begin_put(const CheckpointMeta& meta);
 
-  // The run's checkpoints, earliest (epoch, step) first. Empty for an
-  // unknown run.
-  std::vector<CheckpointRecord> list(const std::string& run) const;
+  // The run's checkpoints in `order` (by default the earliest (epoch, step)
+  // first). A non-empty `phase` lists only checkpoints whose meta.phase
+  // equals it. Empty for an unknown run.
+  std::vector<CheckpointRecord> list(const std::string& run,
+                                     ListOrder order = ListOrder::kEarliestFirst,
+                                     const std::string& phase = "") const;
   // Every checkpoint of every run, in commit order.
   std::vector<CheckpointRecord> list_all() const;
   // The best by metric and direction (NaN ranks last; ties: the earlier).

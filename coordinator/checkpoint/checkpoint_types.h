@@ -13,6 +13,14 @@ enum class Direction { kMinimize, kMaximize };
 
 const char* to_string(Direction direction);
 
+// The orders CheckpointStore::list() returns a run's checkpoints in (and so
+// the List RPC); the rules are in retention.h.
+enum class ListOrder {
+  kEarliestFirst,  // lowest (epoch, step) first; ties: the earlier commit
+  kBestFirst,      // as best() ranks: the first is what best() returns
+  kLatestFirst,    // as latest() ranks: the first is what latest() returns
+};
+
 // What the uploader says about a checkpoint. The store never looks inside the
 // blob itself.
 struct CheckpointMeta {

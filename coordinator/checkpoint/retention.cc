@@ -22,6 +22,21 @@ bool is_later(const CheckpointRecord& a, const CheckpointRecord& b) {
          std::tie(b.meta.epoch, b.meta.step, b.sequence);
 }
 
+void sort_records(std::vector<CheckpointRecord>& records, ListOrder order) {
+  switch (order) {
+    case ListOrder::kEarliestFirst:
+      std::sort(records.begin(), records.end(),
+                [](const auto& a, const auto& b) { return is_later(b, a); });
+      return;
+    case ListOrder::kBestFirst:
+      std::sort(records.begin(), records.end(), ranks_better);
+      return;
+    case ListOrder::kLatestFirst:
+      std::sort(records.begin(), records.end(), is_later);
+      return;
+  }
+}
+
 std::unordered_set<std::string> retained_ids(const std::vector<CheckpointRecord>& records,
                                              int keep_best, int keep_last,
                                              const std::string& always_keep) {

@@ -20,6 +20,10 @@ bool ranks_better(const CheckpointRecord& a, const CheckpointRecord& b);
 // commit is the later one.
 bool is_later(const CheckpointRecord& a, const CheckpointRecord& b);
 
+// Sorts `records` (one run) into `order` (checkpoint_types.h) with the two
+// rules above. Records differ in sequence, so the order is total.
+void sort_records(std::vector<CheckpointRecord>& records, ListOrder order);
+
 // The ids retention keeps among `records` (one run): the best `keep_best`
 // of each phase (meta.phase), the last `keep_last` overall, and
 // `always_keep` (the checkpoint just committed).

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <optional>
 
 namespace xfer::coordinator::server {
 namespace {
@@ -16,6 +17,21 @@ namespace ck = checkpoint;
 v1::MetricDirection to_proto(ck::Direction direction) {
   return direction == ck::Direction::kMaximize ? v1::METRIC_DIRECTION_MAXIMIZE
                                                : v1::METRIC_DIRECTION_MINIMIZE;
+}
+
+// The store's order for a List request; nullopt for a value this build
+// does not know (a newer client's).
+std::optional<ck::ListOrder> list_order(v1::CheckpointOrder order) {
+  switch (order) {
+    case v1::CHECKPOINT_ORDER_UNSPECIFIED:
+      return ck::ListOrder::kEarliestFirst;
+    case v1::CHECKPOINT_ORDER_BEST_FIRST:
+      return ck::ListOrder::kBestFirst;
+    case v1::CHECKPOINT_ORDER_LATEST_FIRST:
+      return ck::ListOrder::kLatestFirst;
+    default:
+      return std::nullopt;
+  }
 }
 
 grpc::Status unknown_run(const char* method, const std::string& run) {
@@ -161,7 +177,13 @@ grpc::Status CheckpointServiceImpl::List(grpc::ServerContext* context,
                                          v1::ListCheckpointsResponse* response) {
   if (auto status = auth_.check(*context, Role::kRead, "List"); !status.ok()) return status;
   if (!runs_.get(request->run())) return unknown_run("List", request->run());
-  for (const auto& record : store_.list(request->run())) {
+  const auto order = list_order(request->order());
+  if (!order) {
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "List: order " + std::to_string(request->order()) +
+                " is not a CheckpointOrder (expected 0 unspecified, 1 best first, 2 latest first)"};
+  }
+  for (const auto& record : store_.list(request->run(), *order, request->phase())) {
     *response->add_checkpoints() = to_proto(record);
   }
   return grpc::Status::OK;

@@ -142,6 +142,38 @@ TEST(CheckpointStoreTest, ListBestLatest) {
   EXPECT_EQ(store.best("other")->id, other.id);
 }
 
+TEST(CheckpointStoreTest, ListInBestOrLatestOrderAgreesWithBestAndLatest) {
+  TempDir tmp;
+  CheckpointStore store(tmp.store(), keep(10, 10));
+  const auto nan = put(store, make_meta("job", 5, std::nan("")), "nan");
+  const auto e3 = put(store, make_meta("job", 3, 0.40), "e3");
+  const auto e1 = put(store, make_meta("job", 1, 0.30), "e1");
+  const auto e2 = put(store, make_meta("job", 2, 0.30), "e2");              // ties e1's metric
+  const auto e2_again = put(store, make_meta("job", 2, 0.10), "e2 again");  // ties e2's step
+  const auto nan2 = put(store, make_meta("job", 0, std::nan("")), "nan 2");
+  put(store, make_meta("other", 9, 0.01), "other");
+
+  // NaN after every number, in commit order; a tie of metrics: the earlier
+  // commit first.
+  const auto best = store.list("job", ListOrder::kBestFirst);
+  EXPECT_THAT(ids_of(best), ElementsAre(e2_again.id, e1.id, e2.id, e3.id, nan.id, nan2.id));
+  EXPECT_EQ(best.front().id, store.best("job")->id);
+  // Highest (epoch, step) first; a tie: the later commit first.
+  const auto latest = store.list("job", ListOrder::kLatestFirst);
+  EXPECT_THAT(ids_of(latest), ElementsAre(nan.id, e3.id, e2_again.id, e2.id, e1.id, nan2.id));
+  EXPECT_EQ(latest.front().id, store.latest("job")->id);
+  EXPECT_THAT(ids_of(store.list("job", ListOrder::kEarliestFirst)),
+              ElementsAre(nan2.id, e1.id, e2.id, e2_again.id, e3.id, nan.id));
+
+  // Maximizing turns the numbers around, not NaN.
+  const auto up1 = put(store, make_meta("up", 1, 0.5, Direction::kMaximize), "u1");
+  const auto up_nan = put(store, make_meta("up", 2, std::nan(""), Direction::kMaximize), "un");
+  const auto up3 = put(store, make_meta("up", 3, 0.7, Direction::kMaximize), "u3");
+  EXPECT_THAT(ids_of(store.list("up", ListOrder::kBestFirst)),
+              ElementsAre(up3.id, up1.id, up_nan.id));
+  EXPECT_TRUE(store.list("ghost", ListOrder::kBestFirst).empty());
+}
+
 CheckpointMeta phase_meta(const std::string& phase, std::int64_t epoch, double metric) {
   CheckpointMeta meta = make_meta("job", epoch, metric);
   meta.phase = phase;
@@ -151,7 +183,7 @@ CheckpointMeta phase_meta(const std::string& phase, std::int64_t epoch, double m
 TEST(CheckpointStoreTest, BestAndLatestOfOnePhase) {
   TempDir tmp;
   CheckpointStore store(tmp.store(), keep(10, 10));
-  put(store, phase_meta("head", 1, 2.0), "h1");
+  const auto h1 = put(store, phase_meta("head", 1, 2.0), "h1");
   const auto h2 = put(store, phase_meta("head", 2, 1.5), "h2");
   const auto f3 = put(store, phase_meta("finetune", 3, 1.0), "f3");
   const auto f4 = put(store, phase_meta("finetune", 4, 1.2), "f4");
@@ -162,6 +194,10 @@ TEST(CheckpointStoreTest, BestAndLatestOfOnePhase) {
   EXPECT_EQ(store.latest("job")->id, f4.id);
   EXPECT_EQ(store.latest("job", "head")->id, h2.id);
   EXPECT_EQ(store.latest("job", "finetune")->id, f4.id);
+  EXPECT_THAT(ids_of(store.list("job", ListOrder::kBestFirst, "head")), ElementsAre(h2.id, h1.id));
+  EXPECT_THAT(ids_of(store.list("job", ListOrder::kLatestFirst, "finetune")),
+              ElementsAre(f4.id, f3.id));
+  EXPECT_TRUE(store.list("job", ListOrder::kBestFirst, "full").empty());
   EXPECT_FALSE(store.best("job", "full").has_value());
   EXPECT_FALSE(store.latest("job", "full").has_value());
   EXPECT_FALSE(store.best("ghost", "head").has_value());

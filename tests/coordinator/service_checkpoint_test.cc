@@ -4,8 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <iterator>
+#include <string>
+#include <vector>
 
 #include "tests/coordinator/service_test_util.h"
 
@@ -74,6 +77,21 @@ class CheckpointServiceTest : public CoordinatorFixture {
     return {reader->Finish(), data, first};
   }
 
+  // The ids List returns for `run` in `order` (of `phase`, when not empty).
+  std::vector<std::string> listed_ids(const std::string& run, v1::CheckpointOrder order,
+                                      const std::string& phase = "") {
+    v1::ListCheckpointsRequest request;
+    request.set_run(run);
+    request.set_order(order);
+    request.set_phase(phase);
+    v1::ListCheckpointsResponse response;
+    const grpc::Status status = stubs_->checkpoints->List(context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    std::vector<std::string> ids;
+    for (const auto& info : response.checkpoints()) ids.push_back(info.id());
+    return ids;
+  }
+
   // The stored file holding exactly `blob`.
   fs::path stored_file(const std::string& blob) {
     for (const auto& entry : fs::recursive_directory_iterator(options_.checkpoint_dir)) {
@@ -133,6 +151,58 @@ TEST_F(CheckpointServiceTest, PutListGetBestLatestDelete) {
   const auto [after, data_after, unused] = get(b.id());
   ASSERT_TRUE(after.ok()) << after.error_message();
   EXPECT_TRUE(data_after == second);
+}
+
+TEST_F(CheckpointServiceTest, ListOrdersAsBestAndLatestRankWithNanAndTies) {
+  options_.keep_best = 10;
+  options_.keep_last = 10;
+  start();
+  start_run("job", 1);
+  v1::CheckpointInfo nan, e3, e1, e2, e2_again, nan2;
+  ASSERT_TRUE(put(meta("job", 5, std::nan("")), "n", &nan).ok());
+  ASSERT_TRUE(put(meta("job", 3, 0.4), "3", &e3).ok());
+  ASSERT_TRUE(put(meta("job", 1, 0.3), "1", &e1).ok());
+  ASSERT_TRUE(put(meta("job", 2, 0.3), "2", &e2).ok());              // ties e1's metric
+  ASSERT_TRUE(put(meta("job", 2, 0.1), "2 again", &e2_again).ok());  // ties e2's step
+  ASSERT_TRUE(put(meta("job", 0, std::nan("")), "n2", &nan2).ok());
+
+  v1::RunCheckpointRequest run_request;
+  run_request.set_run("job");
+  v1::CheckpointInfo best, latest;
+  ASSERT_TRUE(stubs_->checkpoints->Best(context().get(), run_request, &best).ok());
+  ASSERT_TRUE(stubs_->checkpoints->Latest(context().get(), run_request, &latest).ok());
+
+  // Lowest loss first, a tie to the earlier commit, NaN last.
+  const auto best_first = listed_ids("job", v1::CHECKPOINT_ORDER_BEST_FIRST);
+  EXPECT_THAT(best_first, ::testing::ElementsAre(e2_again.id(), e1.id(), e2.id(), e3.id(), nan.id(),
+                                                 nan2.id()));
+  EXPECT_EQ(best_first.front(), best.id());
+  // Highest (epoch, step) first, a tie to the later commit, NaN or not.
+  const auto latest_first = listed_ids("job", v1::CHECKPOINT_ORDER_LATEST_FIRST);
+  EXPECT_THAT(latest_first, ::testing::ElementsAre(nan.id(), e3.id(), e2_again.id(), e2.id(),
+                                                   e1.id(), nan2.id()));
+  EXPECT_EQ(latest_first.front(), latest.id());
+  // Unspecified: what List returned before the field existed.
+  EXPECT_THAT(
+      listed_ids("job", v1::CHECKPOINT_ORDER_UNSPECIFIED),
+      ::testing::ElementsAre(nan2.id(), e1.id(), e2.id(), e2_again.id(), e3.id(), nan.id()));
+  // Of one phase only.
+  EXPECT_THAT(listed_ids("job", v1::CHECKPOINT_ORDER_BEST_FIRST, "finetune"), ::testing::IsEmpty());
+  EXPECT_EQ(listed_ids("job", v1::CHECKPOINT_ORDER_BEST_FIRST, "head"), best_first);
+
+  // The same after a restart, which reloads the manifest.
+  restart();
+  EXPECT_EQ(listed_ids("job", v1::CHECKPOINT_ORDER_BEST_FIRST), best_first);
+  EXPECT_EQ(listed_ids("job", v1::CHECKPOINT_ORDER_LATEST_FIRST), latest_first);
+
+  // An order this coordinator does not know is refused, not guessed.
+  v1::ListCheckpointsRequest unknown;
+  unknown.set_run("job");
+  unknown.set_order(static_cast<v1::CheckpointOrder>(7));
+  v1::ListCheckpointsResponse response;
+  const grpc::Status status = stubs_->checkpoints->List(context().get(), unknown, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("order 7 is not a CheckpointOrder"));
 }
 
 TEST_F(CheckpointServiceTest, BestAndLatestOfOnePhase) {
