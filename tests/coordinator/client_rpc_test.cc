@@ -89,12 +89,17 @@ TEST(ClientDeadlineTest, IdempotentCallIsRepeatedAfterADeadline) {
   FakeCoordinator fake;
   ClientOptions options = fast_options(fake.address());
   options.call_deadline = std::chrono::milliseconds(30);
-  options.reconnect_window = std::chrono::milliseconds(200);
+  // Room for many attempts even on a busy machine; the test asserts that
+  // there was more than one, never how many fit.
+  options.reconnect_window = std::chrono::milliseconds(1000);
   CoordinatorClient client(options);
   const RpcError error = expect_rpc_error([&] { client.get_run("r1"); });
   EXPECT_EQ(error.code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_GE(error.attempts(), 2);
   EXPECT_GE(fake.runs.get_calls.load(), 2);
-  EXPECT_EQ(error.attempts(), fake.runs.get_calls.load());
+  // An attempt whose deadline passed before the server saw it is not counted
+  // there: the server never sees more calls than the client made.
+  EXPECT_LE(fake.runs.get_calls.load(), error.attempts());
 }
 
 TEST(ClientReportTest, PutAndGetRoundTripAndASecondPutReplaces) {

@@ -6,7 +6,7 @@ draws, for watch_live_e2e_test.sh.
                 [--interrupt-when TEXT] -- COMMAND...
 
 Everything the command writes (stdout and stderr: both are the terminal) goes
-to FILE, raw. With --interrupt-when, SIGINT is sent to the command once TEXT
+to FILE, raw, as it comes (a test may wait on what is drawn). With --interrupt-when, SIGINT is sent to the command once TEXT
 has appeared in its output (as Ctrl-C would). Exits with the command's exit
 code; 124 when it outlived --timeout (it is killed then).
 """
@@ -41,6 +41,7 @@ def main():
     os.close(slave)
 
     captured = bytearray()
+    out = open(args.out, "wb")
     interrupted = False
     deadline = time.monotonic() + args.timeout
     timed_out = False
@@ -58,14 +59,15 @@ def main():
             if not chunk:
                 break
             captured += chunk
+            out.write(chunk)
+            out.flush()
         if (args.interrupt_when and not interrupted and
                 args.interrupt_when.encode() in captured):
             proc.send_signal(signal.SIGINT)
             interrupted = True
     code = proc.wait()
     os.close(master)
-    with open(args.out, "wb") as out:
-        out.write(captured)
+    out.close()
     if timed_out:
         print(f"run_in_pty: {command[0]} still ran after {args.timeout}s; killed",
               file=sys.stderr)

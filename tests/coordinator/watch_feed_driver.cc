@@ -1,19 +1,23 @@
 // Plays a small multi-rank job's metrics against a real coordinator, slowly
 // enough for `coordctl watch` to follow it, for watch_live_e2e_test.sh:
-// StartRun; writes --started-file; waits --start-delay-ms (the watcher
-// attaches); then for each epoch every rank's train steps (each carrying
-// steps_in_epoch, the last one ending the epoch; rank --slow-rank at a
-// quarter of the others' images/s) and one validation report per rank;
-// then EndRun with --end.
+// StartRun; writes --started-file; with --go-file, waits until that file
+// exists (the test makes it once the watcher has drawn its first frame: an
+// event, not a delay; --go-timeout-s bounds the wait); then for each epoch
+// every rank's train steps (each carrying steps_in_epoch, the last one ending
+// the epoch; rank --slow-rank at a quarter of the others' images/s) and one
+// validation report per rank; then EndRun with --end.
 //
 //   watch_feed_driver --coordinator HOST:PORT --token-file F --run NAME
 //       [--world-size 2] [--epochs 2] [--steps 4] [--step-ms 200]
 //       [--slow-rank 1] [--end completed|failed|none] --started-file F
+//       [--go-file F [--go-timeout-s 120]]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -62,7 +66,8 @@ int main(int argc, char** argv) {
   int epochs = 2;
   int steps = 4;
   int step_ms = 200;
-  int start_delay_ms = 1500;
+  std::string go_file;
+  int go_timeout_s = 120;
   int slow_rank = 1;
   CLI::App app{"reports a small job's metrics slowly (coordctl watch e2e test)"};
   app.add_option("--coordinator", options.address)->required();
@@ -73,7 +78,8 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", epochs)->check(CLI::Range(1, 100));
   app.add_option("--steps", steps)->check(CLI::Range(1, 1000));
   app.add_option("--step-ms", step_ms)->check(CLI::Range(0, 10000));
-  app.add_option("--start-delay-ms", start_delay_ms)->check(CLI::Range(0, 60000));
+  app.add_option("--go-file", go_file, "report only once this file exists");
+  app.add_option("--go-timeout-s", go_timeout_s)->check(CLI::Range(1, 3600));
   app.add_option("--slow-rank", slow_rank, "this rank reports a quarter of the img/s (-1: none)");
   app.add_option("--end", end)->check(CLI::IsMember({"completed", "failed", "none"}));
   CLI11_PARSE(app, argc, argv);
@@ -81,7 +87,14 @@ int main(int argc, char** argv) {
     auto started = xfer::coordinator::testing::start_driver_run(options, run, world_size);
     client::CoordinatorClient& coordinator = *started;
     std::ofstream(started_file) << run << "\n";
-    std::this_thread::sleep_for(std::chrono::milliseconds(start_delay_ms));
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(go_timeout_s);
+    while (!go_file.empty() && !std::filesystem::exists(go_file)) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        throw std::runtime_error("no --go-file " + go_file + " after " +
+                                 std::to_string(go_timeout_s) + " s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     for (int epoch = 1; epoch <= epochs; ++epoch) {
       for (int s = 1; s <= steps; ++s) {
         for (int rank = 0; rank < world_size; ++rank) {

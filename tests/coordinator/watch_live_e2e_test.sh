@@ -15,7 +15,9 @@ bin="$1"
 src="$2"
 py=/usr/bin/python3
 driver_pid=""
+watch_pid=""
 at_exit '[[ -n "$driver_pid" ]] && kill "$driver_pid" 2>/dev/null'
+at_exit '[[ -n "$watch_pid" ]] && kill "$watch_pid" 2>/dev/null'
 
 "$bin/make-synthetic-cifar" --out "$TMP/data" --train 40 --test 10 --classes 10 >/dev/null 2>&1 ||
   fail "make-synthetic-cifar"
@@ -29,20 +31,35 @@ launch_coordinator "$TMP/port" "$TMP/coordinator.log" \
 watch=("$bin/coordctl" --coordinator "$address" --token-file "$TMP/read.token" --retry-for 5)
 
 # feed RUN END [ARGS...]: starts the driver in the background; returns once
-# the run exists (the watcher may attach), the driver waiting 1.5 s first.
+# the run exists. The driver reports nothing until $TMP/go.RUN exists.
 feed() {
   local run=$1 end=$2
   shift 2
   rm -f "$TMP/started"
   "$bin/watch_feed_driver" --coordinator "$address" --token-file "$TMP/admin.token" \
-    --run "$run" --end "$end" --started-file "$TMP/started" "$@" >"$TMP/$run.driver.log" 2>&1 &
+    --run "$run" --end "$end" --started-file "$TMP/started" --go-file "$TMP/go.$run" \
+    --go-timeout-s "$XFER_TEST_TIMEOUT" "$@" >"$TMP/$run.driver.log" 2>&1 &
   driver_pid=$!
-  for _ in $(seq 1 100); do
-    [[ -s "$TMP/started" ]] && return 0
-    kill -0 "$driver_pid" 2>/dev/null || { cat "$TMP/$run.driver.log"; fail "driver of $run died"; }
-    sleep 0.1
-  done
-  fail "the driver of $run never started its run"
+  wait_until --pid "$driver_pid" --show "$TMP/$run.driver.log" "the driver of $run to start its run" -- \
+    test -s "$TMP/started"
+}
+# watch_on_pty RAW RUN [run_in_pty.py options] -- COMMAND...: COMMAND (a
+# watcher of RUN) on a pseudo-terminal in the background, its screen in RAW;
+# once it has drawn its first frame, the driver of RUN may go. Sets $watch_pid.
+watch_on_pty() {
+  local raw=$1 run=$2
+  shift 2
+  "$py" "$src/run_in_pty.py" --out "$raw" --timeout "$XFER_TEST_TIMEOUT" "$@" &
+  watch_pid=$!
+  wait_until --pid "$watch_pid" --show "$raw" "the first frame of the watch of $run" -- \
+    grep -aqF $'\x1b[H' "$raw"
+  touch "$TMP/go.$run"
+}
+# end_watch: waits for the watcher; sets $rc to its exit status.
+end_watch() {
+  rc=0
+  wait "$watch_pid" || rc=$?
+  watch_pid=""
 }
 finish_feed() {
   wait "$driver_pid" || { cat "$1"; fail "the driver failed: $1"; }
@@ -61,13 +78,13 @@ PY
 
 # ---- A run that completes, watched on a terminal to its end.
 feed live completed --epochs 2 --steps 4 --step-ms 150
-rc=0
-"$py" "$src/run_in_pty.py" --out "$TMP/live.raw" --columns 120 --timeout 60 -- \
-  "${watch[@]}" watch live --interval 0.2 || rc=$?
+watch_on_pty "$TMP/live.raw" live --columns 120 -- "${watch[@]}" watch live --interval 0.2
+end_watch
 finish_feed "$TMP/live.driver.log"
 [[ $rc -eq 0 ]] || { cat -v "$TMP/live.raw" | tail -40; fail "watch of a COMPLETED run exited $rc"; }
 last_frame "$TMP/live.raw" >"$TMP/live.screen"
-# Entered the live screen, redrew more than once, and restored the terminal last.
+# Entered the live screen, redrew more than once (a first frame before any
+# report, the driver going only then), and restored the terminal last.
 grep -qF $'\x1b[?25l' "$TMP/live.raw" || fail "the cursor was never hidden"
 frames=$(grep -oF $'\x1b[H' "$TMP/live.raw" | wc -l)
 ((frames >= 2)) || fail "expected the screen redrawn, got $frames frame(s)"
@@ -104,9 +121,8 @@ fi
 
 # ---- A run that fails: exit 6, the screen says FAILED and why.
 feed broken failed --epochs 1 --steps 2 --step-ms 100
-rc=0
-"$py" "$src/run_in_pty.py" --out "$TMP/broken.raw" --timeout 60 -- \
-  "${watch[@]}" watch broken --interval 0.2 || rc=$?
+watch_on_pty "$TMP/broken.raw" broken -- "${watch[@]}" watch broken --interval 0.2
+end_watch
 finish_feed "$TMP/broken.driver.log"
 [[ $rc -eq 6 ]] || { cat -v "$TMP/broken.raw" | tail -40; fail "watch of a FAILED run exited $rc"; }
 last_frame "$TMP/broken.raw" >"$TMP/broken.screen"
@@ -116,9 +132,9 @@ expect_contains "$TMP/broken.screen" "the run has ended: FAILED"
 
 # ---- Ctrl-C mid-run: the terminal is restored, exit 130, the run goes on.
 feed longrun none --epochs 1 --steps 200 --step-ms 100
-rc=0
-"$py" "$src/run_in_pty.py" --out "$TMP/sigint.raw" --timeout 60 --interrupt-when "straggler" -- \
-  "${watch[@]}" watch longrun --interval 0.2 || rc=$?
+watch_on_pty "$TMP/sigint.raw" longrun --interrupt-when "straggler" -- \
+  "${watch[@]}" watch longrun --interval 0.2
+end_watch
 [[ $rc -eq 130 ]] || { cat -v "$TMP/sigint.raw" | tail -40; fail "watch interrupted by SIGINT exited $rc"; }
 tail -c 20 "$TMP/sigint.raw" | grep -qF $'\x1b[?25h' || fail "the cursor was not shown again after SIGINT"
 kill "$driver_pid" 2>/dev/null || true
@@ -138,7 +154,7 @@ rc=0
 
 # ---- --json on a terminal stays machine output.
 rc=0
-"$py" "$src/run_in_pty.py" --out "$TMP/json.raw" --timeout 60 -- \
+"$py" "$src/run_in_pty.py" --out "$TMP/json.raw" --timeout "$XFER_TEST_TIMEOUT" -- \
   "${watch[@]}" --json watch live || rc=$?
 [[ $rc -eq 0 ]] || { cat -v "$TMP/json.raw"; fail "watch --json exited $rc"; }
 if grep -qF $'\x1b' "$TMP/json.raw"; then cat -v "$TMP/json.raw"; fail "escape codes in --json"; fi

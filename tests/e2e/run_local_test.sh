@@ -17,6 +17,10 @@ at_exit cleanup_run_local
 
 # Processes (other than this test's shell) whose command line mentions $TMP.
 leftovers() { pgrep -af -- "$TMP" | grep -v -e "run_local_test" -e "pgrep" || true; }
+no_leftovers() {
+  leftovers >"$TMP/leftovers"
+  [[ ! -s "$TMP/leftovers" ]]
+}
 
 "$BIN/make-synthetic-cifar" --out "$TMP/data" --train 400 --test 80 --classes 10 --seed 2 \
   >/dev/null 2>&1 || fail "make-synthetic-cifar"
@@ -39,8 +43,7 @@ expect_contains "$TMP/whole.log" "finished: "
 expect_contains "$TMP/whole.log" "coordinator stopped"
 [[ -s "$TMP/run/report.json" ]] || fail "no report after run-local.sh"
 [[ -d "$TMP/local/checkpoints" && -d "$TMP/local/state" ]] || fail "no coordinator state in --dir"
-sleep 0.5
-[[ -z "$(leftovers)" ]] || { leftovers; fail "processes left after a finished job"; }
+wait_until --show "$TMP/leftovers" "no process left after a finished job" -- no_leftovers
 
 # Ctrl-C in the middle of training. A background job of a script starts with
 # SIGINT ignored (and bash cannot trap a signal ignored at entry), so it is
@@ -51,22 +54,19 @@ os.execvp(sys.argv[1], sys.argv[1:])' "$run_local" --bin "$BIN" --dir "$TMP/loca
   --run-name interrupted --run-dir "$TMP/run2" "${trainer_flags[@]}" --head-epochs 0 \
   --finetune-epochs 50 >"$TMP/interrupted.log" 2>&1 &
 script_pid=$!
-for _ in $(seq 1 600); do
-  grep -q "phase finetune" "$TMP/interrupted.log" && break
-  kill -0 "$script_pid" 2>/dev/null || { cat "$TMP/interrupted.log"; fail "run-local.sh ended early"; }
-  sleep 0.1
-done
-grep -q "phase finetune" "$TMP/interrupted.log" || { cat "$TMP/interrupted.log"; fail "training never started"; }
+wait_until --pid "$script_pid" --show "$TMP/interrupted.log" "training to start" -- \
+  grep -q "phase finetune" "$TMP/interrupted.log"
 kill -INT "$script_pid"
+since=$SECONDS
+script_gone() { ! kill -0 "$script_pid" 2>/dev/null; }
+wait_until --show "$TMP/interrupted.log" "run-local.sh to exit after SIGINT" -- script_gone
+echo "run-local.sh exited $((SECONDS - since)) s after SIGINT"
 rc=0
-for _ in $(seq 1 200); do kill -0 "$script_pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$script_pid" 2>/dev/null && { cat "$TMP/interrupted.log"; fail "run-local.sh still runs 20 s after SIGINT"; }
 wait "$script_pid" || rc=$?
 script_pid=""
 [[ $rc -eq 130 ]] || { cat "$TMP/interrupted.log"; fail "run-local.sh exited $rc after SIGINT, expected 130"; }
 expect_contains "$TMP/interrupted.log" "interrupted; stopping the job and the coordinator"
-sleep 0.5
-[[ -z "$(leftovers)" ]] || { leftovers; fail "processes left after Ctrl-C"; }
+wait_until --show "$TMP/leftovers" "no process left after Ctrl-C" -- no_leftovers
 # The service's example configuration parses and serves (its paths and tokens
 # replaced by this test's: flags override the file).
 echo "admin-token-0123456789abcdef" >"$TMP/admin.token"

@@ -1,9 +1,17 @@
 # shellcheck shell=bash
-# Starting a coordinator and waiting for it: the one copy, sourced by every
-# test script (through tests/e2e/lib.sh) and by the bench scripts. It only
-# defines functions. A sourcing script may define fail() first; otherwise
-# this file's fail() prints the message and exits 1.
+# Waiting for things to happen, and starting a coordinator (which is waiting
+# for its port file): the one copy, sourced by every test script (through
+# tests/e2e/lib.sh) and by the bench scripts. It only defines functions. A
+# sourcing script may define fail() first; otherwise this file's fail()
+# prints the message and exits 1.
 #
+# The rule (docs/testing.md): a test waits on an event (a log line, a port
+# file, a metric, a state), never on a fixed sleep or a count of polls or
+# frames; each wait has a generous deadline, $XFER_TEST_TIMEOUT seconds
+# (default 120), and prints what it saw when it gives up.
+#
+#   wait_until [--pid PID]... [--show FILE]... [--timeout S] WHAT -- CMD...
+#                                             until CMD succeeds
 #   launch_coordinator PORT_FILE LOG CMD...   starts a coordinator, waits for its port
 #   stop_coordinator                          SIGTERM; it must exit 0
 #   wait_for_port_file PID FILE LOG           waits for a server's port file
@@ -19,16 +27,56 @@ coordinator_pid=${coordinator_pid:-}
 coordinator_log=${coordinator_log:-}
 address=${address:-}
 
-# wait_for_port_file PID FILE LOG: waits up to 10 s for a server process to
-# write its port file; fails (showing LOG) when it dies or never writes it.
-wait_for_port_file() {
-  local pid=$1 file=$2 log=$3
-  for _ in $(seq 1 100); do
-    [[ -s "$file" ]] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$log"; fail "the server (pid $pid) died"; }
+# Seconds a wait gives up after: generous, since a busy machine is slow.
+XFER_TEST_TIMEOUT=${XFER_TEST_TIMEOUT:-120}
+
+# wait_until [--pid PID]... [--show FILE]... [--timeout S] WHAT -- CMD...
+# Runs CMD (in this shell: a function may fail the test itself) every 0.1 s
+# until it succeeds. Gives up, failing the test with "gave up waiting for
+# WHAT" and printing the tail of each --show FILE (what it saw), after
+# --timeout S seconds ($XFER_TEST_TIMEOUT by default), or at once when a
+# process named by --pid has ended first (CMD gets one last try then: the
+# event may have come just before the exit).
+wait_until() {
+  local pids=() shows=() timeout=$XFER_TEST_TIMEOUT what pid file
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --pid) pids+=("$2"); shift 2 ;;
+      --show) shows+=("$2"); shift 2 ;;
+      --timeout) timeout=$2; shift 2 ;;
+      *) break ;;
+    esac
+  done
+  what=$1
+  [[ "${2:-}" == "--" ]] || fail "wait_until: expected WHAT -- CMD..., got: $*"
+  shift 2
+  local start=$SECONDS ended=""
+  while true; do
+    "$@" && return 0
+    for pid in ${pids[@]+"${pids[@]}"}; do
+      kill -0 "$pid" 2>/dev/null || ended=$pid
+    done
+    if [[ -n "$ended" ]]; then
+      "$@" && return 0
+      break
+    fi
+    ((SECONDS - start < timeout)) || break
     sleep 0.1
   done
-  fail "the server (pid $pid) wrote no port file $file"
+  for file in ${shows[@]+"${shows[@]}"}; do
+    echo "--- $file (last 60 lines):" >&2
+    tail -n 60 "$file" >&2 2>/dev/null || echo "(missing)" >&2
+  done
+  if [[ -n "$ended" ]]; then
+    fail "gave up waiting for $what: process $ended ended first ($((SECONDS - start)) s)"
+  fi
+  fail "gave up waiting for $what after $((SECONDS - start)) s (deadline $timeout s; XFER_TEST_TIMEOUT)"
+}
+
+# wait_for_port_file PID FILE LOG: waits for a server process to write its
+# port file; fails (showing LOG) when it dies first or never writes it.
+wait_for_port_file() {
+  wait_until --pid "$1" --show "$3" "the port file $2 of pid $1" -- test -s "$2"
 }
 
 # launch_coordinator PORT_FILE LOG CMD...: runs CMD, a coordinator command line

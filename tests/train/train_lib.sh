@@ -25,6 +25,18 @@ train() {
     "$BIN/trainer" train --coordinator "$address" --threads 1 --progress-every 0 "$@" >"$log" 2>&1
 }
 
+# test_trainers [TEXT]: the trainer processes of this test (their command line
+# names $TMP/, or TEXT).
+test_trainers() {
+  local p exe
+  exe=$(readlink -f "$BIN/trainer")
+  for p in /proc/[0-9]*; do
+    [[ "$(readlink "$p/exe" 2>/dev/null)" == "$exe" ]] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "${1:-$TMP/}" || continue
+    echo "${p#/proc/}"
+  done
+}
+
 # ctl ARGS...: coordctl against the test's coordinator.
 ctl() {
   "$BIN/coordctl" --coordinator "$address" --retry-for 5 "$@"

@@ -8,7 +8,11 @@
 # usage: train_watch_test.sh BIN_DIR MPIEXEC SOURCE_DIR
 source "$(dirname "$0")/train_lib.sh"
 train_pid=""
+watch_pid=""
+stopped=""
 at_exit '[[ -n "$train_pid" ]] && kill "$train_pid" 2>/dev/null'
+at_exit '[[ -n "$watch_pid" ]] && kill "$watch_pid" 2>/dev/null'
+at_exit '[[ -n "$stopped" ]] && kill -CONT $stopped 2>/dev/null'
 
 make_data 320 64 7
 start_coordinator "shapes=$TMP/data"
@@ -17,14 +21,44 @@ train 2 "$TMP/train.log" --run-name tty --dataset shapes --run-dir "$TMP/run" --
   --image-size 32 --batch-size 16 --head-epochs 2 --finetune-epochs 0 --report-every 1 \
   --seed 3 --progress tty &
 train_pid=$!
-for _ in $(seq 1 600); do
-  ctl status tty >/dev/null 2>&1 && break
-  kill -0 "$train_pid" 2>/dev/null || { cat "$TMP/train.log"; fail "the trainer ended before its run started"; }
-  sleep 0.2
+run_started() { ctl status tty >/dev/null 2>&1; }
+wait_until --pid "$train_pid" --show "$TMP/train.log" "run tty at the coordinator" -- run_started
+
+py "$SRC/tests/coordinator/run_in_pty.py" --out "$TMP/watch.raw" --columns 130 \
+  --timeout "$((5 * XFER_TEST_TIMEOUT))" -- \
+  "$BIN/coordctl" --coordinator "$address" --retry-for 5 watch tty --interval 0.3 &
+watch_pid=$!
+
+# frames: how many frames the live view has drawn so far.
+frames() { { grep -aoF $'\x1b[H' "$TMP/watch.raw" 2>/dev/null || true; } | wc -l; }
+frames_at_least() { (($(frames) >= $1)); }
+# saw_train_step: some frame shows a rank at a train step out of the 8 planned.
+saw_train_step() { sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' "$TMP/watch.raw" | grep -aqE 'train +[1-8]/8 '; }
+mid_epoch() { grep -aqE "head $1/2 [1-7]/8 \[" "$TMP/train.log"; }
+
+# While it trains, a frame must show a train step out of the 8 planned.
+# Events, not timing: once rank 0 has logged a train step of epoch E short of
+# the last, the ranks are stopped (SIGSTOP) until the view has drawn two more
+# frames, then go on (SIGCONT). Those frames show what the ranks reported
+# last; had they run past the epoch's train steps meanwhile, epoch 2 is tried.
+wait_until --pid "$watch_pid" --show "$TMP/watch.raw" "the first frame of the watch" -- frames_at_least 1
+for epoch in 1 2; do
+  wait_until --pid "$train_pid" --show "$TMP/train.log" "a train step of head epoch $epoch" -- \
+    mid_epoch "$epoch"
+  stopped=$(test_trainers "$TMP/run" | tr '\n' ' ')
+  [[ -n "$stopped" ]] || break
+  kill -STOP $stopped
+  n=$(frames)
+  wait_until --pid "$watch_pid" --show "$TMP/watch.raw" "two frames with the ranks stopped" -- \
+    frames_at_least $((n + 2))
+  kill -CONT $stopped
+  stopped=""
+  saw_train_step && break
+  echo "the ranks were past the train steps of epoch $epoch when stopped; trying the next epoch"
 done
 rc=0
-py "$SRC/tests/coordinator/run_in_pty.py" --out "$TMP/watch.raw" --columns 130 --timeout 600 -- \
-  "$BIN/coordctl" --coordinator "$address" --retry-for 5 watch tty --interval 0.3 || rc=$?
+wait "$watch_pid" || rc=$?
+watch_pid=""
 wait "$train_pid" || { cat "$TMP/train.log"; fail "trainer train exited non-zero"; }
 train_pid=""
 [[ $rc -eq 0 ]] || { cat -v "$TMP/watch.raw" | tail -30; fail "watch exited $rc"; }
@@ -45,8 +79,7 @@ done
 grep -qE '^train +head +2 +[0-9.]+ +[0-9.]+% +[0-9.]+% +256 ' "$TMP/watch.screen" ||
   { cat "$TMP/watch.screen"; fail "no aggregated train epoch 2 of 256 samples"; }
 # While it trained, some frame showed a train step out of the 8 planned.
-grep -qE 'train +[1-8]/8 ' <(sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' "$TMP/watch.raw") ||
-  fail "no frame showed a train step out of 8"
+saw_train_step || fail "no frame showed a train step out of 8"
 
 # --progress tty: redrawn in place, erased before the summary.
 grep -qF $'\rhead 1/2 8/8 [' "$TMP/train.log" || { cat -v "$TMP/train.log"; fail "no in-place progress line"; }
