@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/train/small_model.h"
 #include "trainer/models/model_file.h"
 #include "trainer/models/state_dict.h"
 #include "trainer/models/transfer_model.h"
@@ -14,39 +15,10 @@
 namespace xfer::trainer::train {
 namespace {
 
-models::TransferModel small_model(models::Phase phase) {
-  models::TransferModelOptions o;
-  o.num_classes = 5;
-  o.dry_run_image_size = 32;
-  o.phase = phase;
-  torch::manual_seed(1);
-  return models::TransferModel(o);
-}
-
-std::unique_ptr<torch::optim::Adam> adam_over(models::TransferModel& model) {
-  std::vector<torch::Tensor> trainable;
-  for (const auto& p : model->parameters()) {
-    if (p.requires_grad()) trainable.push_back(p);
-  }
-  return std::make_unique<torch::optim::Adam>(trainable, torch::optim::AdamOptions(1e-3).eps(1e-7));
-}
-
-void train_step(models::TransferModel& model, torch::optim::Adam& adam, int seed) {
-  torch::manual_seed(seed);
-  const torch::Tensor x = torch::randn({4, 3, 32, 32});
-  const torch::Tensor y = torch::randint(0, 5, {4}, torch::kInt64);
-  adam.zero_grad();
-  torch::nn::functional::cross_entropy(model->forward(x), y).backward();
-  adam.step();
-}
-
-models::ModelMetadata metadata() {
-  models::ModelMetadata m;
-  m.num_classes = 5;
-  m.image_size = 32;
-  m.labels = {"a", "b", "c", "d", "e"};
-  return m;
-}
+using testing::adam_over;
+using testing::metadata;
+using testing::small_model;
+using testing::train_step;
 
 TEST(CheckpointCodec, RoundTripResumesTheOptimizerExactly) {
   // Finetune: base and head train, so the optimizer holds state for most

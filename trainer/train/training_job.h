@@ -22,6 +22,17 @@
 //
 // Every rank calls run_training_job with the same options. See
 // docs/training.md for the resume semantics and the failure rules.
+//
+// The parts, each with its own unit tests (tests/train/):
+//   run_lifecycle.h        start/resume the run, mark it PREEMPTED, COMPLETED
+//   checkpoint_selection.h which checkpoint to resume or restore, fallbacks
+//   run_checkpoints.h      fetch (download, verify, decode, broadcast), store
+//   phase_plan.h           the phases in order, where a (resumed) job starts
+//   cached_head.h          the head phase from cached base features
+//   epoch_loop.h           the step loop of an epoch, evaluation of a split
+//   epoch_end.h            the end of an epoch, in named steps
+//   fault_injector.h       the test hooks (nothing in production)
+//   job_coordinator.h      the coordinator calls, behind an interface
 #pragma once
 
 #include "trainer/dist/world.h"
@@ -47,7 +58,6 @@ enum class JobOutcome {
 // SharedError (collective.h) on every rank when a step all ranks take
 // together failed; any other exception is this rank's alone, and the caller
 // must end the job (dist::abort_job).
-JobOutcome run_training_job(const TrainOptions& options, dist::World& world,
-                            JobProgress& progress);
+JobOutcome run_training_job(const TrainOptions& options, dist::World& world, JobProgress& progress);
 
 }  // namespace xfer::trainer::train
