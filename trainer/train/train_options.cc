@@ -189,18 +189,20 @@ void add_train_flags(CLI::App& cmd, TrainOptions& o) {
                  "or auto (tty when stderr is a terminal)")
       ->check(CLI::IsMember({"auto", "tty", "plain"}))
       ->capture_default_str();
+  // Test hooks (fault_injector.h), hidden from --help as the coordinator's
+  // are (docs/training.md, "Test hooks").
   cmd.add_option("--fail-after-epochs", o.fail_after_epochs,
                  "tests: crash the job (MPI_Abort) after N epochs of this attempt")
       ->check(CLI::NonNegativeNumber)
-      ->group("Testing");
+      ->group("");
   cmd.add_option("--preempt-after-steps", o.preempt_after_steps,
                  "tests: the last rank acts as if it got SIGUSR1 after N steps of this attempt")
       ->check(CLI::NonNegativeNumber)
-      ->group("Testing");
+      ->group("");
   cmd.add_option("--test-step-delay-ms", o.step_delay_ms,
                  "tests: sleep this long after every optimizer step (to signal a job mid-epoch)")
       ->check(CLI::Range(0, 10000))
-      ->group("Testing");
+      ->group("");
   dist::add_dist_flags(cmd, o.dist);
   common::add_log_level_flag(cmd, o.log_level);
 }

@@ -163,6 +163,8 @@ struct TrainOptions {
   // time (Slurm logs, pipes), "auto" is tty when stderr (where the log goes)
   // is a terminal. REQUIRES: auto, tty or plain. Default: auto.
   std::string progress = "auto";
+  // ---- test hooks (fault_injector.h; hidden from --help). Any of them set
+  // puts TestFaults in the job's loop; none set, NoFaults.
   // Fault injection for tests: end the job as a crash would (MPI_Abort)
   // right after this many epochs (counted over all phases, this attempt)
   // have stored their checkpoints. 0: never. Default: 0.
