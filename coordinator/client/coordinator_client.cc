@@ -173,9 +173,13 @@ v1::RanksResponse CoordinatorClient::ranks(const std::string& run) {
 // ---------------------------------------------------------------- checkpoints
 // (Put and Get are in checkpoint_transfer.cc.)
 
-v1::ListCheckpointsResponse CoordinatorClient::list_checkpoints(const std::string& run) {
+v1::ListCheckpointsResponse CoordinatorClient::list_checkpoints(const std::string& run,
+                                                                v1::CheckpointOrder order,
+                                                                const std::string& phase) {
   v1::ListCheckpointsRequest request;
   request.set_run(run);
+  request.set_order(order);
+  request.set_phase(phase);
   return call(*connection_, "List", kIdempotent, connection_->checkpoints(),
               &v1::CheckpointService::Stub::List, request);
 }

@@ -215,7 +215,13 @@ class CoordinatorClient {
   DownloadResult get_checkpoint(const std::string& id, const std::filesystem::path& out,
                                 const std::string& expected_sha256 = "");
 
-  v1::ListCheckpointsResponse list_checkpoints(const std::string& run);
+  // The run's checkpoints in `order` (the coordinator ranks them with the
+  // rule Best and Latest use: BEST_FIRST lists Best's answer first,
+  // LATEST_FIRST Latest's; UNSPECIFIED: earliest (epoch, step) first); with a
+  // non-empty `phase`, that phase's checkpoints only.
+  v1::ListCheckpointsResponse list_checkpoints(
+      const std::string& run, v1::CheckpointOrder order = v1::CHECKPOINT_ORDER_UNSPECIFIED,
+      const std::string& phase = "");
   // The best (by the run's metric) and the latest (highest epoch, step)
   // checkpoint; with a non-empty `phase`, among that phase's checkpoints
   // only (NOT_FOUND when it has none), e.g. the best "head" checkpoint to

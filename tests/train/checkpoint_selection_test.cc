@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/train/fake_job_coordinator.h"
@@ -49,6 +50,12 @@ class CheckpointSelectionTest : public ::testing::Test {
     coordinator_.add_checkpoint("ckpt-5", "finetune", 4, 40, 0.6, 5000);
     coordinator_.latest_id = "ckpt-5";
     coordinator_.best_id = "ckpt-2";
+    // As the coordinator ranks them (its tests check the ranking): by
+    // val_loss, NaN last; by (epoch, step).
+    coordinator_.listed_in[v1::CHECKPOINT_ORDER_BEST_FIRST] = {"ckpt-2", "ckpt-5", "ckpt-4",
+                                                               "ckpt-1", "ckpt-3"};
+    coordinator_.listed_in[v1::CHECKPOINT_ORDER_LATEST_FIRST] = {"ckpt-5", "ckpt-4", "ckpt-3",
+                                                                 "ckpt-2", "ckpt-1"};
   }
 
   std::string select(const std::string& which, const std::string& phase, CheckpointUse use) {
@@ -66,23 +73,35 @@ TEST_F(CheckpointSelectionTest, TheOneAskedForWhenItIsUsable) {
   EXPECT_THAT(try_.tried, ElementsAre("ckpt-5", "ckpt-2", "ckpt-3"));
 }
 
-TEST_F(CheckpointSelectionTest, LatestFallsBackInTrainingOrder) {
+TEST_F(CheckpointSelectionTest, NothingIsListedWhileTheFirstIsUsable) {
+  EXPECT_EQ(select("best", "", CheckpointUse::kResume), "ckpt-2");
+  EXPECT_TRUE(coordinator_.list_requests.empty());
+}
+
+TEST_F(CheckpointSelectionTest, LatestFallsBackInTheCoordinatorsLatestFirstOrder) {
   try_.bad = {{"ckpt-5", kCorrupt}, {"ckpt-4", kCorrupt}};
   EXPECT_EQ(select("latest", "", CheckpointUse::kResume), "ckpt-3");
   EXPECT_THAT(try_.tried, ElementsAre("ckpt-5", "ckpt-4", "ckpt-3"));
+  EXPECT_THAT(coordinator_.list_requests,
+              ElementsAre(std::pair{v1::CHECKPOINT_ORDER_LATEST_FIRST, std::string()}));
 }
 
-TEST_F(CheckpointSelectionTest, BestFallsBackByMetricWithNaNLast) {
+TEST_F(CheckpointSelectionTest, BestFallsBackInTheCoordinatorsBestFirstOrder) {
   try_.bad = {
       {"ckpt-2", kCorrupt}, {"ckpt-5", kCorrupt}, {"ckpt-4", kCorrupt}, {"ckpt-1", kCorrupt}};
   EXPECT_EQ(select("best", "", CheckpointUse::kResume), "ckpt-3");
   EXPECT_THAT(try_.tried, ElementsAre("ckpt-2", "ckpt-5", "ckpt-4", "ckpt-1", "ckpt-3"));
+  EXPECT_THAT(coordinator_.list_requests,
+              ElementsAre(std::pair{v1::CHECKPOINT_ORDER_BEST_FIRST, std::string()}));
 }
 
-TEST_F(CheckpointSelectionTest, AMetricTieGoesToTheEarlierCommit) {
-  coordinator_.checkpoints[0].mutable_meta()->set_metric_value(0.6);  // ckpt-1 ties ckpt-5
-  try_.bad = {{"ckpt-2", kCorrupt}};
+TEST_F(CheckpointSelectionTest, TheCoordinatorsOrderIsFollowedNotRecomputed) {
+  // An order no local rule would give: the trainer must not re-sort it.
+  coordinator_.listed_in[v1::CHECKPOINT_ORDER_BEST_FIRST] = {"ckpt-2", "ckpt-3", "ckpt-1",
+                                                             "ckpt-5", "ckpt-4"};
+  try_.bad = {{"ckpt-2", kCorrupt}, {"ckpt-3", kCorrupt}};
   EXPECT_EQ(select("best", "", CheckpointUse::kResume), "ckpt-1");
+  EXPECT_THAT(try_.tried, ElementsAre("ckpt-2", "ckpt-3", "ckpt-1"));
 }
 
 TEST_F(CheckpointSelectionTest, APhaseLimitsTheFallbacks) {
@@ -90,6 +109,26 @@ TEST_F(CheckpointSelectionTest, APhaseLimitsTheFallbacks) {
   try_.bad = {{"ckpt-2", kCorrupt}, {"ckpt-4", kCorrupt}};
   EXPECT_EQ(select("best", "head", CheckpointUse::kRestoreHead), "ckpt-1");
   EXPECT_THAT(try_.tried, ElementsAre("ckpt-2", "ckpt-4", "ckpt-1"));
+  EXPECT_THAT(coordinator_.list_requests,
+              ElementsAre(std::pair{v1::CHECKPOINT_ORDER_BEST_FIRST, std::string("head")}));
+}
+
+TEST_F(CheckpointSelectionTest, ACoordinatorThatIgnoresThePhaseStillYieldsOnlyThatPhase) {
+  // A coordinator older than ListCheckpointsRequest.phase lists every phase.
+  coordinator_.listed_in[v1::CHECKPOINT_ORDER_BEST_FIRST] = {"ckpt-2", "ckpt-5", "ckpt-4",
+                                                             "ckpt-1", "ckpt-3"};
+  try_.bad = {{"ckpt-2", kCorrupt}};
+  struct AllPhases : FakeJobCoordinator {
+    v1::ListCheckpointsResponse list_checkpoints(const std::string& run, v1::CheckpointOrder order,
+                                                 const std::string&) override {
+      return FakeJobCoordinator::list_checkpoints(run, order, "");
+    }
+  } old;
+  old.checkpoints = coordinator_.checkpoints;
+  old.best_id = "ckpt-2";
+  old.listed_in = coordinator_.listed_in;
+  EXPECT_EQ(select_checkpoint(old, {"job", "best", "head", CheckpointUse::kRestoreHead}, try_.fn()),
+            "ckpt-4");  // not ckpt-5, a finetune checkpoint ranked before it
 }
 
 TEST_F(CheckpointSelectionTest, AnIdIsNeverReplaced) {

@@ -24,11 +24,14 @@ class FakeJobCoordinator : public JobCoordinator {
   std::optional<v1::Run> run;
   v1::DatasetInfo dataset;
   std::set<std::string> bad_splits;  // resolve_split: INVALID_ARGUMENT
-  // Listed in this order; Best/Latest answer best_id / latest_id (NOT_FOUND
-  // when empty or when `phase` differs).
+  // Best/Latest answer best_id / latest_id (NOT_FOUND when empty or when
+  // `phase` differs). List answers, of `phase`, the ids of `listed_in[order]`
+  // in that order (the ranking is the real coordinator's, tested there), or
+  // `checkpoints` in this order when the test gave none for the order.
   std::vector<v1::CheckpointInfo> checkpoints;
   std::string best_id;
   std::string latest_id;
+  std::map<v1::CheckpointOrder, std::vector<std::string>> listed_in;
   std::map<std::string, std::string> blobs;  // id -> bytes get_checkpoint writes
   // get_checkpoint of these ids fails: DATA_LOSS, NOT_FOUND, ... or, with
   // kChecksum, a ChecksumError.
@@ -42,6 +45,7 @@ class FakeJobCoordinator : public JobCoordinator {
   std::vector<v1::MetricsReport> reports;
   std::vector<v1::CheckpointMeta> stored;
   std::vector<std::string> downloads;
+  std::vector<std::pair<v1::CheckpointOrder, std::string>> list_requests;  // (order, phase)
 
   // A checkpoint of the run.
   v1::CheckpointInfo& add_checkpoint(const std::string& id, const std::string& phase, int epoch,
@@ -94,9 +98,19 @@ class FakeJobCoordinator : public JobCoordinator {
   v1::CheckpointInfo latest_checkpoint(const std::string&, const std::string& phase) override {
     return find(latest_id, phase);
   }
-  v1::ListCheckpointsResponse list_checkpoints(const std::string&) override {
+  v1::ListCheckpointsResponse list_checkpoints(const std::string&, v1::CheckpointOrder order,
+                                               const std::string& phase) override {
+    list_requests.emplace_back(order, phase);
+    std::vector<v1::CheckpointInfo> in_order;
+    if (auto ids = listed_in.find(order); ids != listed_in.end()) {
+      for (const auto& id : ids->second) in_order.push_back(by_id(id));
+    } else {
+      in_order = checkpoints;
+    }
     v1::ListCheckpointsResponse response;
-    for (const auto& info : checkpoints) *response.add_checkpoints() = info;
+    for (const auto& info : in_order) {
+      if (phase.empty() || info.meta().phase() == phase) *response.add_checkpoints() = info;
+    }
     return response;
   }
   std::optional<v1::CheckpointMeta> get_checkpoint(const std::string& id,
@@ -139,6 +153,7 @@ class FakeJobCoordinator : public JobCoordinator {
     }
     throw error(grpc::StatusCode::NOT_FOUND, "no such checkpoint");
   }
+  v1::CheckpointInfo by_id(const std::string& id) { return find(id, ""); }
 };
 
 }  // namespace xfer::trainer::train::testing

@@ -2,52 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <cmath>
 #include <stdexcept>
 #include <vector>
 
 #include "coordinator/client/errors.h"
 
 namespace xfer::trainer::train {
-namespace {
 
 namespace client = coordinator::client;
-
-// True when `a` was committed before `b`. Ids are "ckpt-" and a zero-padded
-// sequence that only grows, so they break a tie of commit times.
-bool committed_before(const v1::CheckpointInfo& a, const v1::CheckpointInfo& b) {
-  if (a.created_unix_ms() != b.created_unix_ms()) return a.created_unix_ms() < b.created_unix_ms();
-  return a.id() < b.id();
-}
-
-// The order in which the run's other checkpoints are tried when `which`
-// ("latest" or "best") is unusable: the store's own orders
-// (docs/checkpoints.md). latest: the highest (epoch, step) first, a tie to
-// the newer commit; `epoch` counts over all phases and a mid-epoch checkpoint
-// carries its finished epochs and a later step, so this is training order.
-// best: by the metric in its direction, NaN last, a tie to the earlier commit.
-void order_for_fallback(std::vector<v1::CheckpointInfo>& list, const std::string& which) {
-  if (which == "latest") {
-    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
-      if (a.meta().epoch() != b.meta().epoch()) return a.meta().epoch() > b.meta().epoch();
-      if (a.meta().step() != b.meta().step()) return a.meta().step() > b.meta().step();
-      return committed_before(b, a);
-    });
-    return;
-  }
-  std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
-    const double x = a.meta().metric_value();
-    const double y = b.meta().metric_value();
-    if (std::isnan(x) != std::isnan(y)) return std::isnan(y);
-    if (!std::isnan(x) && x != y) {
-      return a.meta().direction() == v1::METRIC_DIRECTION_MAXIMIZE ? x > y : x < y;
-    }
-    return committed_before(a, b);
-  });
-}
-
-}  // namespace
 
 std::string select_checkpoint(JobCoordinator& coordinator, const CheckpointRequest& request,
                               const TryCheckpoint& try_one) {
@@ -87,14 +49,19 @@ std::string select_checkpoint(JobCoordinator& coordinator, const CheckpointReque
   const std::string order = which == "latest" ? "newest" : "best";
   spdlog::warn("checkpoint {} is {}; trying the other checkpoints of run {}{}, {} first",
                first.id(), first_problem.detail, run, of_phase, order);
-  const v1::ListCheckpointsResponse listed = coordinator.list_checkpoints(run);
+  // The coordinator ranks the others with the rule that picked `first`
+  // (docs/checkpoints.md), so `--resume best` here and `coordctl checkpoints
+  // best` never disagree. The phase test guards against a coordinator too old
+  // to filter by phase.
+  const v1::ListCheckpointsResponse listed = coordinator.list_checkpoints(
+      run, which == "latest" ? v1::CHECKPOINT_ORDER_LATEST_FIRST : v1::CHECKPOINT_ORDER_BEST_FIRST,
+      phase);
   std::vector<v1::CheckpointInfo> candidates;
   for (const auto& info : listed.checkpoints()) {
     if (info.id() != first.id() && (phase.empty() || info.meta().phase() == phase)) {
       candidates.push_back(info);
     }
   }
-  order_for_fallback(candidates, which);
   std::string tried = first.id() + " (" + first_problem.brief + ")";
   for (const auto& candidate : candidates) {
     Unusable problem;

@@ -1,7 +1,8 @@
 // Choosing a checkpoint of the run and falling back: `--resume latest|best|ID`
 // and the best head checkpoint restored before fine-tuning. "latest" and
 // "best" fall back to the run's other checkpoints while the one chosen is
-// corrupt or unusable, in the store's own order (docs/checkpoints.md); a
+// corrupt or unusable, in the order the coordinator ranks them
+// (ListCheckpoints BEST_FIRST / LATEST_FIRST, docs/checkpoints.md); a
 // checkpoint named by its id never does. No LibTorch: what "usable" means
 // (downloaded, verified, decoded) is the caller's TryCheckpoint
 // (run_checkpoints.h), so the rules here are tested with fakes.

@@ -38,8 +38,10 @@ v1::CheckpointInfo ClientJobCoordinator::latest_checkpoint(const std::string& ru
   return client_.latest_checkpoint(run, phase);
 }
 
-v1::ListCheckpointsResponse ClientJobCoordinator::list_checkpoints(const std::string& run) {
-  return client_.list_checkpoints(run);
+v1::ListCheckpointsResponse ClientJobCoordinator::list_checkpoints(const std::string& run,
+                                                                   v1::CheckpointOrder order,
+                                                                   const std::string& phase) {
+  return client_.list_checkpoints(run, order, phase);
 }
 
 std::optional<v1::CheckpointMeta> ClientJobCoordinator::get_checkpoint(

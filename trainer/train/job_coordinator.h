@@ -44,7 +44,10 @@ class JobCoordinator {
   virtual v1::CheckpointInfo best_checkpoint(const std::string& run, const std::string& phase) = 0;
   virtual v1::CheckpointInfo latest_checkpoint(const std::string& run,
                                                const std::string& phase) = 0;
-  virtual v1::ListCheckpointsResponse list_checkpoints(const std::string& run) = 0;
+  // In the coordinator's `order` (CoordinatorClient::list_checkpoints).
+  virtual v1::ListCheckpointsResponse list_checkpoints(const std::string& run,
+                                                       v1::CheckpointOrder order,
+                                                       const std::string& phase) = 0;
   // Downloads checkpoint `id` to `file` atomically, verified against
   // `expected_sha256`; returns the metadata the server sent ahead of the
   // data, if it did.
@@ -69,7 +72,8 @@ class ClientJobCoordinator final : public JobCoordinator {
   void put_report(const v1::RunReport& report) override;
   v1::CheckpointInfo best_checkpoint(const std::string& run, const std::string& phase) override;
   v1::CheckpointInfo latest_checkpoint(const std::string& run, const std::string& phase) override;
-  v1::ListCheckpointsResponse list_checkpoints(const std::string& run) override;
+  v1::ListCheckpointsResponse list_checkpoints(const std::string& run, v1::CheckpointOrder order,
+                                               const std::string& phase) override;
   std::optional<v1::CheckpointMeta> get_checkpoint(const std::string& id,
                                                    const std::filesystem::path& file,
                                                    const std::string& expected_sha256) override;
