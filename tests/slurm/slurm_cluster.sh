@@ -66,14 +66,18 @@ slurm_cluster_logs() {
   done
 }
 
-# wait_for_pid_file FILE WHAT: a daemon that forks writes its pid file; 10 s.
+# slurm_wait WHAT -- CMD...: wait_until CMD succeeds, showing the cluster's
+# logs if it gives up.
+slurm_wait() {
+  local shows=() f
+  for f in "$SLURM_DIR"/log/*.log; do [[ -f "$f" ]] && shows+=(--show "$f"); done
+  wait_until ${shows[@]+"${shows[@]}"} "$@"
+}
+
+# wait_for_pid_file FILE WHAT: a daemon that forks writes its pid file; prints it.
 wait_for_pid_file() {
-  for _ in $(seq 1 100); do
-    [[ -s "$1" ]] && { cat "$1"; return 0; }
-    sleep 0.1
-  done
-  slurm_cluster_logs
-  fail "$2 wrote no pid file $1 within 10 s"
+  slurm_wait "$2's pid file $1" -- test -s "$1"
+  cat "$1"
 }
 
 slurm_cluster_start() {
@@ -151,13 +155,8 @@ CONF
     { cat "$d/log/slurmd.start" >&2; slurm_cluster_logs; fail "slurmd did not start"; }
   slurm_pids+=("$(wait_for_pid_file "$d/slurmd.pid" slurmd)")
 
-  local state=""
-  for _ in $(seq 1 300); do
-    state=$(sinfo -h -n "$node" -o %t 2>/dev/null || true)
-    [[ "$state" == idle ]] && break
-    sleep 0.2
-  done
-  [[ "$state" == idle ]] || { slurm_cluster_logs; fail "node $node is '$state', not idle, 60 s after start"; }
+  node_idle() { [[ "$(sinfo -h -n "$node" -o %t 2>/dev/null || true)" == idle ]]; }
+  slurm_wait "node $node idle" -- node_idle
   echo "slurm cluster $name up: node $node idle, slurmctld port $ctld_port, slurmd port $slurmd_port"
 }
 

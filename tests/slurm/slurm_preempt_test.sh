@@ -38,13 +38,13 @@ id=$(cd "$TMP" && XFER_RUN_NAME=pre XFER_RUN_DIR="$run" XFER_BIN="$BIN" \
 # 150 ms (--test-step-delay-ms), so the 10 steps left of the epoch give the
 # signal 1.5 s to get through scancel, the batch script and srun however fast
 # the machine trains (a head step alone takes ~15 ms here).
-for _ in $(seq 1 600); do
-  grep -Eq "head 1/2 +5/15" "$out" 2>/dev/null && break
+step5_or_ended() {
+  grep -Eq "head 1/2 +5/15" "$out" 2>/dev/null && return 0
   [[ "$(slurm_job_field "$id" JobState)" =~ ^(RUNNING|PENDING|CONFIGURING)$ ]] ||
     { cat "$out"; fail "job $id ended before it was signalled"; }
-  sleep 0.2
-done
-grep -Eq "head 1/2 +5/15" "$out" || { cat "$out"; slurm_cluster_logs; fail "no progress line of step 5 within 120 s"; }
+  return 1
+}
+slurm_wait "the progress line of step 5 in $out" -- step5_or_ended
 scancel --batch --signal=USR1 "$id" || fail "scancel --batch --signal=USR1 $id"
 
 slurm_wait_job "$id" 300 COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL

@@ -152,21 +152,15 @@ expect_contains "$TMP/fallback.out" "with 2 ranks"
 # and leaves nothing running.
 id=$(submit cancelled "$TMP/cancelled.out" "$SBATCH_SCRIPT" --config "$TMP/train.env" -- \
   --head-epochs 50 --finetune-epochs 0) || fail "sbatch failed"
-for _ in $(seq 1 600); do
-  grep -Eq "head 1/50 +2/" "$TMP/cancelled.out" 2>/dev/null && break
-  sleep 0.2
-done
-grep -Eq "head 1/50 +2/" "$TMP/cancelled.out" || { cat "$TMP/cancelled.out"; fail "the job to cancel never trained"; }
+wait_until --show "$TMP/cancelled.out" "step 2 of the job to cancel" -- \
+  grep -Eq "head 1/50 +2/" "$TMP/cancelled.out"
 scancel "$id" || fail "scancel $id"
 slurm_wait_job "$id" 120 CANCELLED COMPLETED FAILED PENDING
 state=$(slurm_job_field "$id" JobState)
 [[ "$state" == CANCELLED ]] || { cat "$TMP/cancelled.out"; fail "job $id is $state after scancel, expected CANCELLED"; }
 restarts=$(slurm_job_field "$id" Restarts)
 [[ "$restarts" == 0 ]] || fail "job $id was requeued ($restarts) after scancel"
-for _ in $(seq 1 100); do
-  [[ -z "$(leftovers)" ]] && break
-  sleep 0.2
-done
-[[ -z "$(leftovers)" ]] || { leftovers; fail "processes left 20 s after scancel"; }
+nothing_left() { [[ -z "$(leftovers)" ]]; }
+wait_until "no process of the job left after scancel" -- nothing_left
 expect_contains "$TMP/cancelled.out" "SIGTERM: asking the trainers to checkpoint"
 echo "PASS"

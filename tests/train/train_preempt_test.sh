@@ -74,17 +74,15 @@ echo "head epoch 2 train loss: whole $whole_loss, preempted $pre_loss"
 py -c "import sys; sys.exit(0 if abs($whole_loss - $pre_loss) <= 1e-6 * max(1, abs($whole_loss)) else 1)" ||
   fail "the preempted epoch's train loss $pre_loss differs from the whole run's $whole_loss"
 
-# 2. A real SIGUSR1 to mpirun, mid-epoch of head epoch 1.
+# 2. A real SIGUSR1 to mpirun, mid-epoch of head epoch 1. Each step sleeps
+# 100 ms (--test-step-delay-ms), so the signal, sent at step 5, arrives with
+# at least 2.5 s of the epoch left however fast the machine trains.
 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$BIN/trainer" train --coordinator "$address" \
   --threads 1 --progress-every 0 --run-name sig --run-dir "$TMP/sig" "${common[@]}" \
-  >"$TMP/sig.log" 2>&1 &
+  --test-step-delay-ms 100 >"$TMP/sig.log" 2>&1 &
 launcher=$!
-for _ in $(seq 600); do
-  grep -Eq "head 1/2 +5/30" "$TMP/sig.log" 2>/dev/null && break
-  kill -0 "$launcher" 2>/dev/null || break
-  sleep 0.1
-done
-grep -Eq "head 1/2 +5/30" "$TMP/sig.log" || { cat "$TMP/sig.log"; fail "no progress line of step 5 seen"; }
+wait_until --pid "$launcher" --show "$TMP/sig.log" "the progress line of head 1 step 5" -- \
+  grep -Eq "head 1/2 +5/30" "$TMP/sig.log"
 kill -USR1 "$launcher"
 rc=0
 wait "$launcher" || rc=$?

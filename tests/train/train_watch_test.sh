@@ -19,7 +19,7 @@ start_coordinator "shapes=$TMP/data"
 # train[20%:] = 256 samples, global batch 2 x 16: 8 steps per epoch.
 train 2 "$TMP/train.log" --run-name tty --dataset shapes --run-dir "$TMP/run" --num-classes 10 \
   --image-size 32 --batch-size 16 --head-epochs 2 --finetune-epochs 0 --report-every 1 \
-  --seed 3 --progress tty &
+  --seed 3 --progress tty --test-step-delay-ms 250 &
 train_pid=$!
 run_started() { ctl status tty >/dev/null 2>&1; }
 wait_until --pid "$train_pid" --show "$TMP/train.log" "run tty at the coordinator" -- run_started
@@ -33,7 +33,11 @@ watch_pid=$!
 frames() { { grep -aoF $'\x1b[H' "$TMP/watch.raw" 2>/dev/null || true; } | wc -l; }
 frames_at_least() { (($(frames) >= $1)); }
 # saw_train_step: some frame shows a rank at a train step out of the 8 planned.
-saw_train_step() { sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' "$TMP/watch.raw" | grep -aqE 'train +[1-8]/8 '; }
+# grep -c, not -q: -q stops reading at the first match, sed then dies of
+# SIGPIPE on a long screen, and pipefail turns a match into a failure.
+saw_train_step() {
+  sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' "$TMP/watch.raw" | grep -acE 'train +[1-8]/8 ' >/dev/null
+}
 mid_epoch() { grep -aqE "head $1/2 [1-7]/8 \[" "$TMP/train.log"; }
 
 # While it trains, a frame must show a train step out of the 8 planned.
@@ -41,13 +45,21 @@ mid_epoch() { grep -aqE "head $1/2 [1-7]/8 \[" "$TMP/train.log"; }
 # the last, the ranks are stopped (SIGSTOP) until the view has drawn two more
 # frames, then go on (SIGCONT). Those frames show what the ranks reported
 # last; had they run past the epoch's train steps meanwhile, epoch 2 is tried.
+# Each step sleeps 250 ms (--test-step-delay-ms), so the ranks are still
+# training when stopped; a rank that has exited all the same (a very slow
+# stop) sends the test on to epoch 2, never to a failed kill.
 wait_until --pid "$watch_pid" --show "$TMP/watch.raw" "the first frame of the watch" -- frames_at_least 1
 for epoch in 1 2; do
   wait_until --pid "$train_pid" --show "$TMP/train.log" "a train step of head epoch $epoch" -- \
     mid_epoch "$epoch"
   stopped=$(test_trainers "$TMP/run" | tr '\n' ' ')
   [[ -n "$stopped" ]] || break
-  kill -STOP $stopped
+  if ! kill -STOP $stopped 2>/dev/null; then
+    kill -CONT $stopped 2>/dev/null || true
+    stopped=""
+    echo "a rank exited before it could be stopped in epoch $epoch; trying the next epoch"
+    continue
+  fi
   n=$(frames)
   wait_until --pid "$watch_pid" --show "$TMP/watch.raw" "two frames with the ranks stopped" -- \
     frames_at_least $((n + 2))
