@@ -18,6 +18,8 @@
 // Times are the mean over iterations of the slowest rank's time (each
 // iteration starts after a barrier).
 #include <mpi.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <chrono>

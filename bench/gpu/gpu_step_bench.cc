@@ -21,7 +21,7 @@
 // off, for torch_step_bench.py --parity to compare with torchvision's.
 #include <ATen/Context.h>
 #include <torch/cuda.h>
-#include <torch/torch.h>
+#include <torch/torch.h>  // nn, optim, serialize and CUDA: most of the API
 #include <torch/version.h>
 
 #include <algorithm>

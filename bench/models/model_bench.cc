@@ -35,7 +35,7 @@
 // machine hits both alike.
 #include <spdlog/spdlog.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
-#include <torch/torch.h>
+#include <torch/torch.h>  // nn, optim, serialize and the profiler: most of the API
 
 #include <algorithm>
 #include <chrono>

@@ -9,7 +9,9 @@
 // the mean of `--iterations` calls.
 //
 //   build/bin/step_parts_bench [--rounds 5] [--iterations 50]
-#include <torch/torch.h>
+#include <torch/optim/adam.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>

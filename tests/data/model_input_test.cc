@@ -6,7 +6,7 @@
 #include "trainer/data/model_input.h"
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <cstdint>
 #include <numeric>

@@ -5,6 +5,8 @@
 // rank and the operation.
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
 
 #include <chrono>
 #include <thread>

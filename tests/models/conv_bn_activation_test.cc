@@ -4,6 +4,9 @@
 #include "trainer/models/conv_bn_activation.h"
 
 #include <gtest/gtest.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
 
 #include <cmath>
 #include <iostream>

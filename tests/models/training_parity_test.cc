@@ -10,7 +10,9 @@
 // torch.dropout by design). Stochastic depth is 0, except in one case where
 // both sides draw torchvision's masks from the same seed.
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <cmath>
 #include <cstdio>

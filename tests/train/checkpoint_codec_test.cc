@@ -1,7 +1,7 @@
 #include "trainer/train/checkpoint_codec.h"
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <cmath>
 #include <string>

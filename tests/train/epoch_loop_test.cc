@@ -5,7 +5,7 @@
 #include "trainer/train/epoch_loop.h"
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <vector>
 

@@ -6,7 +6,8 @@
 // (cached_head.h). A small EfficientNet-B0 at 32 px in the head phase.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/optim/adam.h>
+#include <torch/types.h>
 
 #include <csignal>
 #include <fstream>

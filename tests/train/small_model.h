@@ -3,7 +3,10 @@
 // metadata: what the checkpoint tests encode and decode.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <memory>
 #include <vector>

@@ -1,6 +1,7 @@
 #include "trainer/dist/model_sync.h"
 
 #include <spdlog/spdlog.h>
+#include <torch/utils.h>
 
 #include <cstring>
 #include <string>

@@ -7,7 +7,7 @@
 // throw: no rank is left waiting.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/nn/module.h>
 
 #include <cstdint>
 #include <stdexcept>

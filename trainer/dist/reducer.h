@@ -37,7 +37,8 @@
 // and step; then MPI_Abort). Nothing waits forever.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/nn/module.h>
+#include <torch/types.h>
 
 #include <cstddef>
 #include <cstdint>

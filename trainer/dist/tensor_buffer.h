@@ -2,7 +2,7 @@
 // files (reducer.cc, model_sync.cc) include this header.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <stdexcept>
 #include <string>

@@ -1,5 +1,8 @@
 #include "trainer/models/conv_bn_activation.h"
 
+#include <torch/autograd.h>
+#include <torch/utils.h>
+
 #include <cmath>
 
 #include "trainer/models/batch_norm_silu_kernels.h"

@@ -40,7 +40,12 @@
 // convolutions by `as<nn::Conv2d>()` still finds them.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
 
 #include <array>
 #include <cstdint>

@@ -12,7 +12,10 @@
 // Tensors on other devices use torch::dropout (fast there).
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 namespace xfer::trainer::models {
 

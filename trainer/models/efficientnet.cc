@@ -1,5 +1,11 @@
 #include "trainer/models/efficientnet.h"
 
+#include <torch/nn/init.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
 #include <cmath>
 #include <stdexcept>
 #include <string>

@@ -20,7 +20,11 @@
 // phases. The squeeze-excitation convs (with bias, no BN) are plain Conv2d.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
 
 #include <cstdint>
 #include <functional>

@@ -20,7 +20,8 @@
 // checkpoints is a model file too.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/serialize.h>
+#include <torch/types.h>
 
 #include <cstdint>
 #include <optional>

@@ -1,5 +1,7 @@
 #include "trainer/models/preprocess.h"
 
+#include <torch/nn/functional/upsampling.h>
+
 #include <stdexcept>
 #include <string>
 

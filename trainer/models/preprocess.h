@@ -3,7 +3,7 @@
 // model's image size, normalised with ImageNet's per-channel mean and std.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <array>
 #include <cstdint>

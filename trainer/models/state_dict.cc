@@ -4,6 +4,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <torch/utils.h>
 #include <unistd.h>
 
 #include <cerrno>

@@ -3,7 +3,9 @@
 // torch::pickle_load reads), and what our training job writes.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/nn/module.h>
+#include <torch/serialize.h>
+#include <torch/types.h>
 
 #include <cstdint>
 #include <string>

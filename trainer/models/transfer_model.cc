@@ -1,6 +1,9 @@
 #include "trainer/models/transfer_model.h"
 
 #include <spdlog/spdlog.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
 
 #include <stdexcept>
 #include <utility>

@@ -1,7 +1,8 @@
 #include "trainer/predict/predict.h"
 
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <filesystem>
 #include <stdexcept>

@@ -1,6 +1,6 @@
 #include "trainer/train/batch_tensors.h"
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <vector>
 

@@ -1,7 +1,7 @@
 #include "trainer/train/cached_head.h"
 
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <algorithm>
 #include <cstring>

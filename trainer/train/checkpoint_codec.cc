@@ -1,5 +1,7 @@
 #include "trainer/train/checkpoint_codec.h"
 
+#include <torch/types.h>
+
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <utility>

@@ -13,7 +13,7 @@
 // after a resume draws exactly what the first attempt drew.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/optim/adam.h>
 
 #include <cstdint>
 #include <string>

@@ -1,7 +1,10 @@
 #include "trainer/train/epoch_loop.h"
 
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 #include <torch/version.h>
 
 #include <algorithm>

@@ -1,5 +1,7 @@
 #include "trainer/train/fused_adam.h"
 
+#include <torch/utils.h>
+
 #include <cmath>
 #include <cstdint>
 #include <memory>

@@ -22,7 +22,8 @@
 // memory layouts differ.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/optim/adam.h>
+#include <torch/types.h>
 
 #include <memory>
 #include <string>

@@ -1,6 +1,6 @@
 #include "trainer/train/prediction_samples.h"
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <algorithm>
 #include <cmath>

@@ -4,7 +4,9 @@
 #include "trainer/train/training_job.h"
 
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
+#include <torch/optim/adam.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 #include <unistd.h>
 
 #include <chrono>
